@@ -1,0 +1,39 @@
+"""One sampler interface for the teacher, TDM students and every baseline.
+
+A sampler turns prompts and seeds into uint8 images, one generator per seed, so an image
+depends on its prompt and seed only, never on the batch it was drawn in. Its frozen
+`spec` says exactly what was sampled, and `describe()` is what results record.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str                      # e.g. "teacher-dpmpp-25", "tdm-unify-4"
+    backbone: str                  # e.g. "tiny-sd15", "sd15"
+    checkpoint: str                # pipeline folder or weights path
+    scheduler: str                 # "ddim" | "dpmpp" | ...
+    steps: int
+    guidance: float                # classifier-free guidance scale (1.0: none)
+    timesteps: tuple[int, ...] | None = None  # explicit timesteps, where the method fixes them
+    lora_scale: float | None = None
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    spec: SamplerSpec
+
+    def sample(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        """uint8 images (n, H, W, 3) for n prompts and n seeds."""
+
+    def describe(self) -> dict:
+        """Provenance: the spec and anything else that fixes the output."""
+
+
+def describe_spec(spec: SamplerSpec) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()}

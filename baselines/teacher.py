@@ -1,0 +1,58 @@
+"""The teacher as a sampler: N steps of DDIM or DPM-Solver++(2M) with classifier-free guidance."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from methods.common.pipeline_io import load_sd_pipeline
+
+from .base import SamplerSpec, describe_spec
+
+SOLVERS = ("ddim", "dpmpp")
+
+
+def solver_scheduler(solver: str, config):
+    """DDIM or DPM-Solver++(2M) on a pipeline's scheduler config, "trailing" timesteps.
+
+    "trailing" starts the first step at t = 999 as few-step samplers should; SD-1.5's own
+    "leading" spacing would start a 1-step sample at t = 1, from almost pure noise.
+    """
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if solver == "ddim":
+        return DDIMScheduler.from_config(config, timestep_spacing="trailing")
+    if solver == "dpmpp":
+        return DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
+    raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
+
+
+class TeacherSampler:
+    """A Stable Diffusion pipeline folder sampled with a chosen solver, step count and CFG."""
+
+    def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 64, pipe=None):
+        self.spec = spec
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.pipe = pipe if pipe is not None else load_sd_pipeline(spec.checkpoint, self.device)
+        self.scheduler = solver_scheduler(spec.scheduler, self.pipe.scheduler.config)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        self.pipe.scheduler = self.scheduler
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]
+            images = self.pipe(
+                prompt=prompts[batch], num_inference_steps=self.spec.steps, guidance_scale=self.spec.guidance,
+                generator=generators, output_type="np",
+            ).images
+            out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
+        return np.concatenate(out)
+
+    def describe(self) -> dict:
+        timesteps = self.scheduler.set_timesteps(self.spec.steps) or self.scheduler.timesteps
+        return {**describe_spec(self.spec), "resolved_timesteps": [int(t) for t in timesteps]}
