@@ -159,7 +159,12 @@ def cmd_build(args) -> None:
         if key not in types:
             raise UserError(f"unknown build setting {key!r}; known: {', '.join(types)}")
         try:
-            overrides[key] = (float if types[key] == "float" else int)(value)
+            if types[key] == "bool":
+                if value.lower() not in ("0", "1", "true", "false"):
+                    raise ValueError(value)
+                overrides[key] = value.lower() in ("1", "true")
+            else:
+                overrides[key] = (float if types[key] == "float" else int)(value)
         except ValueError:
             raise UserError(f"build setting {key}={value!r} is not a {types[key]}") from None
     if args.previous and not (Path(args.previous) / "build.json").is_file():

@@ -36,6 +36,7 @@ class BuildConfig:
     teacher_batch: int = 256
     teacher_lr: float = 3e-4
     teacher_warmup: int = 500
+    teacher_compile: bool = False  # torch.compile the UNet and text encoder (small models are launch-bound)
     teacher_max_minutes: float = 0.0  # stop the teacher early at this wall time (0: never); steps done are recorded
     caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
     ema_decay: float = 0.999
@@ -125,6 +126,7 @@ def train_teacher(cfg: BuildConfig, bank, tok, device, init=None):
     alphas_cumprod = models.make_scheduler().alphas_cumprod.to(device)
     empty = tok([""], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids.to(device)
     gen = torch.Generator(device).manual_seed(cfg.seed + 4)
+    forward_unet, forward_text = (torch.compile(m) if cfg.teacher_compile else m for m in (unet, text_encoder))
     losses, start = [], time.time()
     for _ in tqdm(range(cfg.teacher_steps), desc="teacher", mininterval=10):
         if cfg.teacher_max_minutes and time.time() - start > 60 * cfg.teacher_max_minutes:
@@ -138,7 +140,7 @@ def train_teacher(cfg: BuildConfig, bank, tok, device, init=None):
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
         with _autocast(device):
-            pred = unet(x_t, t, text_encoder(tokens)[0]).sample
+            pred = forward_unet(x_t, t, forward_text(tokens)[0]).sample
         loss = (pred.float() - eps).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,8 +148,8 @@ def train_teacher(cfg: BuildConfig, bank, tok, device, init=None):
         opt.step()
         sched.step()
         _ema_update(ema, [unet, text_encoder], cfg.ema_decay)
-        losses.append(loss.item())
-    return ema[0].eval(), ema[1].eval(), losses
+        losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
+    return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist()
 
 
 @torch.no_grad()

@@ -13,9 +13,11 @@ from baselines.base import SamplerSpec  # noqa: E402
 from baselines.teacher import TeacherSampler  # noqa: E402
 from methods.common.pipeline_io import load_sd_pipeline  # noqa: E402
 
+# Objects listed in quadrant order (top left, top right, bottom left, bottom right), as in
+# every training caption.
 GRID_PROMPTS = (
     "a small red circle at the top left on a grey background",
-    "a large blue triangle at the bottom right and a small yellow square at the top left on a white background",
+    "a small yellow square at the top left and a large blue triangle at the bottom right on a white background",
     "a green diamond on a black background",
     "a large orange circle at the top right and a purple triangle at the bottom left on a brown background",
 )
