@@ -18,6 +18,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from baselines.base import SamplerSpec
 from baselines.teacher import SOLVERS, TeacherSampler
@@ -78,7 +79,7 @@ def cmd_evaluate(args) -> None:
     judge = Judge.load(cfg)
     rows, reference = [], None
     order = [REFERENCE] + [(s, n) for s in args.solvers for n in args.steps if (s, n) != REFERENCE]
-    for solver, steps in order:
+    for solver, steps in tqdm(order, desc="teacher settings", unit="setting"):
         spec = SamplerSpec(f"teacher-{solver}-{steps}", "tiny-sd15", str(args.pipeline), solver, steps, args.guidance)
         t0 = time.time()
         metrics, features = judge.score(TeacherSampler(spec, device, pipe=pipe), reference)
@@ -86,7 +87,7 @@ def cmd_evaluate(args) -> None:
             reference = features
             metrics["fd_teacher"] = 0.0
         rows.append({"solver": solver, "steps": steps, **metrics, "seconds": round(time.time() - t0, 1)})
-        print(_format_row(rows[-1]), flush=True)
+        tqdm.write(_format_row(rows[-1]))
     keep = [r for r in rows if r["solver"] in args.solvers and r["steps"] in args.steps]
     floors = judge.floors()
     table = sorted(keep, key=lambda r: (r["solver"], r["steps"]))
@@ -151,13 +152,23 @@ def cmd_grid(args) -> None:
 def cmd_build(args) -> None:
     from harness.worlds.tiny_sd15.build import BuildConfig, build
 
+    cfg = replace(BuildConfig(), **_parse_overrides(BuildConfig, args.set))
+    if args.previous and not (Path(args.previous) / "build.json").is_file():
+        raise UserError(f"--previous {args.previous} is not a world build: build.json is missing there")
     device = _device(args.device)
+    out = _check_output(Path(args.out) / "build.json").parent
+    record = build(out, cfg, device, previous=args.previous)
+    print(json.dumps(record, indent=2))
+
+
+def _parse_overrides(config_class, items: list[str]) -> dict:
+    """KEY=VALUE strings -> typed values for fields of a dataclass; UserError on a bad key or value."""
+    types = {f.name: f.type for f in fields(config_class)}
     overrides = {}
-    for item in args.set:
+    for item in items:
         key, _, value = item.partition("=")
-        types = {f.name: f.type for f in fields(BuildConfig)}
         if key not in types:
-            raise UserError(f"unknown build setting {key!r}; known: {', '.join(types)}")
+            raise UserError(f"unknown setting {key!r}; known: {', '.join(types)}")
         try:
             if types[key] == "bool":
                 if value.lower() not in ("0", "1", "true", "false"):
@@ -166,18 +177,21 @@ def cmd_build(args) -> None:
             else:
                 overrides[key] = (float if types[key] == "float" else int)(value)
         except ValueError:
-            raise UserError(f"build setting {key}={value!r} is not a {types[key]}") from None
-    if args.previous and not (Path(args.previous) / "build.json").is_file():
-        raise UserError(f"--previous {args.previous} is not a world build: build.json is missing there")
-    out = _check_output(Path(args.out) / "build.json").parent
-    record = build(out, replace(BuildConfig(), **overrides), device, previous=args.previous)
-    print(json.dumps(record, indent=2))
+            raise UserError(f"setting {key}={value!r} is not a {types[key]}") from None
+    return overrides
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (and exit code 2, as argparse does)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.world", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m harness.world", description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="tiny-sd15", help="which small world (default: tiny-sd15)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("evaluate", help="teacher metrics by solver and step count")
     p.add_argument("--steps", type=_int_list, default=[1, 2, 4, 8, 25])
     p.add_argument("--solvers", type=_solver_list, default=list(SOLVERS))

@@ -21,7 +21,7 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     Tr((S_a S_b)^{1/2}) is the sum of square roots of the eigenvalues of
     S_a^{1/2} S_b S_a^{1/2}, which is symmetric, so `eigh` keeps it stable.
     """
-    a, b = features_a.double(), features_b.double()
+    a, b = features_a.detach().double(), features_b.detach().double()
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
     eigval_a, eigvec_a = torch.linalg.eigh(cov_a)

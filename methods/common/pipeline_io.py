@@ -56,7 +56,7 @@ def load_sd_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype
     folder = check_pipeline_folder(path)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
-            str(folder), torch_dtype=dtype, safety_checker=None, feature_extractor=None,
+            str(folder), dtype=dtype, safety_checker=None, feature_extractor=None,
             requires_safety_checker=False, local_files_only=True,
         )
     except (OSError, ValueError, KeyError) as err:

@@ -24,11 +24,11 @@ from . import dataset, models, tokenizer
 @dataclass(frozen=True)
 class BuildConfig:
     seed: int = 0
-    vae_steps: int = 3000
+    vae_steps: int = 2000
     vae_batch: int = 128
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6  # SD's VAE is close to a plain autoencoder too
-    classifier_steps: int = 3000
+    classifier_steps: int = 2000
     classifier_batch: int = 256
     classifier_lr: float = 1e-3
     bank_size: int = 200_000  # captioned training scenes, encoded once to latents

@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+from harness.worlds.tiny_sd15.judge import CLASSIFIER, PIPELINE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shipped_pipeline():
+    from methods.common.pipeline_io import load_sd_pipeline
+
+    return load_sd_pipeline(PIPELINE)
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from harness.worlds.tiny_sd15.classifier import AttributeClassifier
+
+    return AttributeClassifier.load(CLASSIFIER)
