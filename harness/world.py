@@ -181,6 +181,16 @@ def _parse_overrides(config_class, items: list[str]) -> dict:
     return overrides
 
 
+def _quiet_libraries() -> None:
+    """Keep our one-line errors one line: transformers warns at import time that it falls back
+    from torchvision image processors, which this project deliberately does without."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.set_verbosity_error()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (and exit code 2, as argparse does)."""
 
@@ -223,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--device", default="cuda")
     args = parser.parse_args(argv)
+    _quiet_libraries()
     try:
         check_world(args.world)
         args.func(args)

@@ -51,9 +51,9 @@ def _check_safetensors(path: Path) -> None:
 
 def load_sd_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """A StableDiffusionPipeline from a local folder, checked first, with no safety checker."""
+    folder = check_pipeline_folder(path)  # before the heavy import, so a bad path fails fast
     from diffusers import StableDiffusionPipeline
 
-    folder = check_pipeline_folder(path)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             str(folder), dtype=dtype, safety_checker=None, feature_extractor=None,
