@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PY=.venv/bin/python
 "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install --quiet torch==2.13.0
-torch_before="$("$PY" -c 'import torch; print(torch.__version__)')"
+torch_before="$("$PY" -c "import torch; print(torch.__version__)" 2>/dev/null)"
 
 "$PY" -m pip install --quiet -e ".[${EXTRAS}]"
 

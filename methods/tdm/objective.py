@@ -1,0 +1,148 @@
+"""The TDM objective as small pure functions, each citing the paper (arXiv 2503.06674).
+
+Notation: the student's K-step trajectory visits the boundaries b_K > ... > b_1 > b_0 of
+`interval_bounds`; x_i is its sample at b_i (b_0 = CLEAN: the generated image) and x0_hat_i
+the clean prediction that produced it (x_i = alpha_i x0_hat_i + sigma_i eps_hat_i). Each x_i is
+diffused only within its own interval [b_i, b_{i+1}) (Eq. 5). Score differences are carried
+as differences of x0 predictions: s(x_tau) = (alpha_tau x0(x_tau) - x_tau) / sigma_tau^2.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from methods.common.schedule import NoiseSchedule
+
+CLEAN = -1  # the timestep label of a clean sample (alpha = 1, sigma = 0)
+
+
+def interval_bounds(K: int, T: int = 1000) -> list[int]:
+    """[b_0, ..., b_K] with b_i = T i / K - 1 (trailing spacing) and b_0 = CLEAN.
+
+    K = 4: [CLEAN, 249, 499, 749, 999]; the student runs at b_K .. b_1 (Sec. 3.1, t_i = T i / K).
+    """
+    return [CLEAN] + [round(T * i / K) - 1 for i in range(1, K + 1)]
+
+
+def sample_tau(lo: torch.Tensor, hi: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """tau ~ U{lo, ..., hi - 1} per sample; lo = CLEAN counts as 0.
+
+    The paper's non-overlapping intervals pass hi = b_{i+1} (Eq. 5); the official script's
+    wider choice passes hi = T (every tau above the sample's own level).
+    """
+    lo = lo.clamp(min=0)
+    u = torch.rand(lo.shape, generator=generator, device=lo.device)
+    return (lo + (u * (hi - lo)).long()).clamp(max=hi - 1)
+
+
+def _alpha_sigma(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor):
+    """alpha_t, sigma_t with CLEAN mapped to (1, 0)."""
+    alpha, sigma = schedule.alpha_sigma(t.clamp(min=0), like)
+    clean = (t < 0).view(alpha.shape)
+    return torch.where(clean, torch.ones_like(alpha), alpha), torch.where(clean, torch.zeros_like(sigma), sigma)
+
+
+def diffuse_from(schedule: NoiseSchedule, x_i: torch.Tensor, t_i: torch.Tensor, tau: torch.Tensor,
+                 noise: torch.Tensor) -> torch.Tensor:
+    """x_tau ~ q(x_tau | x_i): diffuse a sample at level t_i further to tau >= t_i (Eq. 5).
+
+    q(x_tau | x_i) = N(alpha_tau / alpha_i x_i, (sigma_tau^2 - (alpha_tau sigma_i / alpha_i)^2) I).
+    """
+    alpha_i, sigma_i = _alpha_sigma(schedule, t_i, x_i)
+    alpha_tau, sigma_tau = _alpha_sigma(schedule, tau, x_i)
+    ratio = alpha_tau / alpha_i
+    beta = (sigma_tau ** 2 - (ratio * sigma_i) ** 2).clamp(min=0).sqrt()
+    return ratio * x_i + beta * noise
+
+
+def _gaussian_log_density(x, mean, std):
+    d = x[0].numel()
+    sq = (x - mean).flatten(1).square().sum(1)
+    return -0.5 * sq / std.flatten() ** 2 - d * torch.log(std.flatten()) - 0.5 * d * math.log(2 * math.pi)
+
+
+def importance_weight(schedule: NoiseSchedule, x_tau, x_i, x0_hat, t_i, tau, mode: str = "exact") -> torch.Tensor:
+    """w = q(x_tau | x0_hat) / q(x_tau | x_i) for x_tau drawn from q(x_tau | x_i) (Sec. 3.1).
+
+    "exact": the ratio of the two Gaussian densities over the whole sample, as the paper
+    writes it (unbiased: E[w] = 1). "per_dim_mean": the official script's choice, the exponent
+    averaged over dimensions and the normalising constants dropped (tempered and biased, but
+    of far lower variance in high dimension).
+    """
+    alpha_i, sigma_i = _alpha_sigma(schedule, t_i, x_i)
+    alpha_tau, sigma_tau = _alpha_sigma(schedule, tau, x_i)
+    ratio = alpha_tau / alpha_i
+    beta = (sigma_tau ** 2 - (ratio * sigma_i) ** 2).clamp(min=1e-12).sqrt()
+    if mode == "exact":
+        log_w = _gaussian_log_density(x_tau, alpha_tau * x0_hat, sigma_tau) - _gaussian_log_density(
+            x_tau, ratio * x_i, beta)
+        return log_w.exp()
+    if mode == "per_dim_mean":
+        target = ((x_tau - alpha_tau * x0_hat) / sigma_tau).flatten(1).square().mean(1)
+        proposal = ((x_tau - ratio * x_i) / beta).flatten(1).square().mean(1)
+        return torch.exp(-0.5 * target + 0.5 * proposal)
+    raise ValueError(f"unknown importance-weight mode {mode!r}; expected 'exact' or 'per_dim_mean'")
+
+
+def fake_score_loss(x0_fake: torch.Tensor, x0_hat: torch.Tensor, weight: torch.Tensor | None = None,
+                    omega: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 7: w * omega_tau * ||f_psi(x_tau, tau) - x0_hat||^2, mean over the batch (per-element mean inside)."""
+    per_sample = (x0_fake - x0_hat.detach()).flatten(1).square().mean(1)
+    if omega is not None:
+        per_sample = per_sample * omega
+    if weight is not None:
+        per_sample = per_sample * weight.detach()
+    return per_sample.mean()
+
+
+def score_difference(x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
+    """s_phi - s_psi in x0 units: (x0_phi - x0_psi), which is sigma^2/alpha times the score difference."""
+    return (x0_real - x0_fake).detach()
+
+
+def dmd_normaliser(x0_hat: torch.Tensor, x0_real: torch.Tensor) -> torch.Tensor:
+    """DMD's per-sample normaliser mean|x0_hat - x0_phi| (Appendix F.1), detached, shaped to broadcast."""
+    w = (x0_hat.double() - x0_real.double()).abs().flatten(1).mean(1).clamp(min=1e-8)
+    return w.to(x0_hat.dtype).view((-1,) + (1,) * (x0_hat.dim() - 1)).detach()
+
+
+def reverse_kl_loss(x: torch.Tensor, delta: torch.Tensor, normaliser: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 6: ||x - sg(x~)||^2 with x~ = x + delta (/ normaliser); its gradient is -delta dx/dtheta."""
+    step = delta if normaliser is None else delta / normaliser
+    target = (x + step).detach()
+    return 0.5 * (x - target).flatten(1).square().sum(1).mean()
+
+
+def pseudo_huber_c(dim: int) -> float:
+    """c = 0.00054 sqrt(d) (iCT; Sec. 3.3)."""
+    return 0.00054 * math.sqrt(dim)
+
+
+def pseudo_huber_loss(x: torch.Tensor, delta: torch.Tensor, c: float | None = None) -> torch.Tensor:
+    """Eq. 11: sqrt(||x - sg(x~)||^2 + c^2) - c on the whole-sample norm, no normaliser (App. F.1).
+
+    Its gradient is the score difference scaled by 1 / sqrt(||delta||^2 + c^2) (Eq. 12).
+    """
+    c = pseudo_huber_c(x[0].numel()) if c is None else c
+    target = (x + delta).detach()
+    return ((x - target).flatten(1).square().sum(1) + c ** 2).sqrt().sub(c).mean()
+
+
+def pseudo_huber_script_loss(x: torch.Tensor, delta: torch.Tensor, normaliser: torch.Tensor,
+                             c: float = 1e-3) -> torch.Tensor:
+    """The official script's variant: elementwise Pseudo-Huber with c = 1e-3, divided by the DMD normaliser."""
+    target = (x + delta).detach()
+    return ((((x - target).square() + c ** 2).sqrt() - c) / normaliser).mean()
+
+
+def fisher_loss(x0_real: torch.Tensor, x0_fake: torch.Tensor, x: torch.Tensor, alpha_sid: float = 1.2) -> torch.Tensor:
+    """Fisher-divergence generator loss (Table 8), in Score identity Distillation's form:
+    (1 - a) ||f_phi - f_psi||^2 + (f_phi - f_psi) . (f_psi - x), with a = 1.2.
+
+    Unlike the reverse-KL losses, gradients flow through both score networks' inputs, so
+    x0_real and x0_fake must be computed with grad enabled w.r.t. the generator.
+    """
+    diff = x0_real - x0_fake
+    per_sample = (1 - alpha_sid) * diff.flatten(1).square().sum(1) + (diff * (x0_fake - x)).flatten(1).sum(1)
+    return per_sample.mean()
