@@ -104,3 +104,33 @@ def sd15_schedule() -> NoiseSchedule:
     from harness.worlds.tiny_sd15.models import SD15_SCHEDULER_CONFIG
 
     return NoiseSchedule.from_config(SD15_SCHEDULER_CONFIG)
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 128, seed: int = 0) -> float:
+    """Sliced 1-Wasserstein distance between two equal-size samples (mean over random directions)."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.randn(a.shape[1], projections, generator=g, dtype=torch.float64)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    pa, _ = (a.double() @ directions).sort(0)
+    pb, _ = (b.double() @ directions).sort(0)
+    return float((pa - pb).abs().mean())
+
+
+class ResidualStudent(torch.nn.Module):
+    """Exact teacher plus a zero-initialised MLP correction: starts equal to the teacher, as
+    Algorithm 1 initialises student and fake score (line 1)."""
+
+    def __init__(self, teacher: ExactDenoiser, classes: int, dim: int = 2, width: int = 128):
+        super().__init__()
+        self.teacher, self.classes = teacher, classes
+        self.schedule = teacher.schedule
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(dim + 1 + classes + 1, width), torch.nn.SiLU(),
+            torch.nn.Linear(width, width), torch.nn.SiLU(), torch.nn.Linear(width, dim))
+        torch.nn.init.zeros_(self.mlp[-1].weight)
+        torch.nn.init.zeros_(self.mlp[-1].bias)
+
+    def x0(self, x_t, t, cond, step_cond=None):
+        onehot = torch.nn.functional.one_hot(cond["class"].clamp(min=-1) + 1, self.classes + 1).to(x_t.dtype)
+        features = torch.cat([x_t, (t.to(x_t.dtype) / 1000)[:, None], onehot], dim=1)
+        return self.teacher.x0(x_t, t, cond) + self.mlp(features)

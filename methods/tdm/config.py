@@ -1,0 +1,26 @@
+"""TDM's configuration: one frozen dataclass, the single source of defaults.
+
+Defaults follow the paper (Sec. 3, Appendix D for SD-1.5); each official-script choice that
+differs is a value of some field, so the two can be compared.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TDMConfig:
+    steps: tuple[int, ...] = (4,)        # K; several values = TDM-unify, K drawn uniformly (Eq. 8)
+    solver: str = "ddim"                 # student's ODE solver in training: "ddim" | "dpmpp" (Table 6)
+    interval: str = "paper"              # "paper": tau in [b_i, b_{i+1}) (Eq. 5); "wide": tau in [b_i, T) (script)
+    loss: str = "pseudo_huber"           # "pseudo_huber" (Eq. 11) | "kl" (Eq. 6 + DMD normaliser) |
+                                         # "pseudo_huber_script" (elementwise c=1e-3 / normaliser) | "fisher" (Table 8)
+    importance_weights: str = "exact"    # "exact" (Sec. 3.1) | "per_dim_mean" (script) | "none" (Table 5 ablation)
+    match: str = "noisy"                 # "noisy": match x_{t_i} (TDM) | "clean": match x0_hat (Table 7)
+    guidance: float = 3.5                # teacher CFG scale (App. D: 3.5 for SD-1.5 and PixArt, 8 for SDXL)
+    lr_student: float = 2e-6             # App. D, SD-1.5
+    lr_fake: float = 2e-5                # App. D, SD-1.5
+    adam_betas: tuple[float, float] = (0.0, 0.999)  # App. D: beta1 = 0
+    grad_clip: float = 1.0               # App. D, both networks
+    batch_size: int = 256                # App. D, SD-1.5
+    num_train_timesteps: int = 1000      # T
