@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from methods.common.adapters import classifier_free_guidance
+
 from . import objective as obj
 from .config import TDMConfig
 from .trajectory import student_trajectory
@@ -26,9 +28,7 @@ def teacher_x0(roles: Roles, x_tau, tau, cond, uncond, guidance: float):
     with torch.no_grad():
         if guidance == 1.0 or uncond is None:
             return roles.teacher.x0(x_tau, tau, cond)
-        both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
-        x0_c, x0_u = roles.teacher.x0(torch.cat([x_tau, x_tau]), torch.cat([tau, tau]), both).chunk(2)
-        return x0_u + guidance * (x0_c - x0_u)
+        return classifier_free_guidance(roles.teacher, x_tau, tau, cond, uncond, guidance)
 
 
 def _tau(cfg: TDMConfig, sample, generator):

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from harness.provenance import provenance
+
 from . import classifier as clf
 from . import dataset, models, tokenizer
 
@@ -165,7 +167,7 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     out = Path(out)
-    record = {"config": asdict(cfg), "device": _device_name(device), "stages": {}}
+    record = {"config": asdict(cfg), **provenance(device), "stages": {}}
     tok = tokenizer.build_tokenizer()
     if previous is None:
         vae = _timed(record, "vae", lambda: train_vae(cfg, device))
@@ -219,7 +221,3 @@ def _save(out: Path, vae, text_encoder, tok, unet, classifier, scaling_factor: f
 def _tail_mean(values: list[float], n: int = 100) -> float:
     tail = values[-n:]
     return round(sum(tail) / max(len(tail), 1), 5)
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
