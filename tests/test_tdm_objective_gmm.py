@@ -28,9 +28,9 @@ def test_interval_bounds_are_the_papers_t_i():
 def test_tau_stays_inside_its_interval():
     g = torch.Generator().manual_seed(0)
     lo, hi = torch.full((10000,), 249), torch.full((10000,), 499)
-    tau = obj.sample_tau(lo, hi, g)
+    tau = obj.sample_tau(lo, hi, torch.rand(lo.shape, generator=g))
     assert tau.min() == 249 and tau.max() == 498
-    tau0 = obj.sample_tau(torch.full((10000,), obj.CLEAN), torch.full((10000,), 249), g)
+    tau0 = obj.sample_tau(torch.full((10000,), obj.CLEAN), torch.full((10000,), 249), torch.rand(10000, generator=g))
     assert tau0.min() == 0 and tau0.max() == 248
 
 

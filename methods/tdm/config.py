@@ -22,5 +22,37 @@ class TDMConfig:
     lr_fake: float = 2e-5                # App. D, SD-1.5
     adam_betas: tuple[float, float] = (0.0, 0.999)  # App. D: beta1 = 0
     grad_clip: float = 1.0               # App. D, both networks
+    fake_updates: int = 1                # fake-score steps per generator step (Alg. 1: 1; DMD2 uses 5)
     batch_size: int = 256                # App. D, SD-1.5
     num_train_timesteps: int = 1000      # T
+    step_conditioning: bool = True       # inject K into student and fake score (Eq. 8); False: Table 5 ablation
+
+    def __post_init__(self):
+        _check_choice("solver", self.solver, SOLVERS)
+        _check_choice("interval", self.interval, INTERVALS)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("importance_weights", self.importance_weights, IMPORTANCE_WEIGHTS)
+        _check_choice("match", self.match, MATCHES)
+        bad = [K for K in self.steps if K not in ALLOWED_STEPS]
+        if not self.steps or bad:
+            raise ValueError(f"steps must be a non-empty list drawn from {list(ALLOWED_STEPS)}, got {list(self.steps)}")
+        if self.fake_updates < 1:
+            raise ValueError(f"fake_updates must be at least 1, got {self.fake_updates}")
+
+    @property
+    def unify(self) -> bool:
+        """TDM-unify: several step counts, drawn uniformly per iteration (Eq. 8)."""
+        return len(self.steps) > 1
+
+
+SOLVERS = ("ddim", "dpmpp")
+INTERVALS = ("paper", "wide")
+LOSSES = ("pseudo_huber", "kl", "pseudo_huber_script", "fisher")
+IMPORTANCE_WEIGHTS = ("exact", "per_dim_mean", "none")
+MATCHES = ("noisy", "clean")
+ALLOWED_STEPS = (1, 2, 3, 4, 5, 6, 8)  # K must divide the schedule into intervals of >= 125 timesteps
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")

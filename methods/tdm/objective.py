@@ -25,15 +25,14 @@ def interval_bounds(K: int, T: int = 1000) -> list[int]:
     return [CLEAN] + [round(T * i / K) - 1 for i in range(1, K + 1)]
 
 
-def sample_tau(lo: torch.Tensor, hi: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """tau ~ U{lo, ..., hi - 1} per sample; lo = CLEAN counts as 0.
+def sample_tau(lo: torch.Tensor, hi: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """tau ~ U{lo, ..., hi - 1} per sample from u ~ U[0, 1); lo = CLEAN counts as 0.
 
     The paper's non-overlapping intervals pass hi = b_{i+1} (Eq. 5); the official script's
     wider choice passes hi = T (every tau above the sample's own level).
     """
     lo = lo.clamp(min=0)
-    u = torch.rand(lo.shape, generator=generator, device=lo.device)
-    return (lo + (u * (hi - lo)).long()).clamp(max=hi - 1)
+    return (lo + (u.to(lo.device) * (hi - lo)).long()).clamp(max=hi - 1)
 
 
 def _alpha_sigma(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor):
@@ -136,13 +135,18 @@ def pseudo_huber_script_loss(x: torch.Tensor, delta: torch.Tensor, normaliser: t
     return ((((x - target).square() + c ** 2).sqrt() - c) / normaliser).mean()
 
 
-def fisher_loss(x0_real: torch.Tensor, x0_fake: torch.Tensor, x: torch.Tensor, alpha_sid: float = 1.2) -> torch.Tensor:
-    """Fisher-divergence generator loss (Table 8), in Score identity Distillation's form:
-    (1 - a) ||f_phi - f_psi||^2 + (f_phi - f_psi) . (f_psi - x), with a = 1.2.
+def fisher_loss(x0_real: torch.Tensor, x0_fake: torch.Tensor, x0_hat: torch.Tensor, alpha_sid: float = 1.2,
+                normaliser: torch.Tensor | None = None) -> torch.Tensor:
+    """Fisher-divergence generator loss (Table 8, ref. [44]: Score identity Distillation):
+    (1 - a) ||f_phi - f_psi||^2 + (f_phi - f_psi) . (f_psi - x0_hat), with a = 1.2.
 
-    Unlike the reverse-KL losses, gradients flow through both score networks' inputs, so
-    x0_real and x0_fake must be computed with grad enabled w.r.t. the generator.
+    Unlike the reverse-KL losses, gradients reach the generator through both score networks'
+    inputs, so x0_real and x0_fake must be computed with grad w.r.t. x_tau. x0_hat is what the
+    fake score regresses to (Eq. 7), so it takes the place of SiD's generated sample.
+    Each sample's loss is divided by the (detached) DMD normaliser when one is given.
     """
     diff = x0_real - x0_fake
-    per_sample = (1 - alpha_sid) * diff.flatten(1).square().sum(1) + (diff * (x0_fake - x)).flatten(1).sum(1)
-    return per_sample.mean()
+    per_sample = (1 - alpha_sid) * diff.square() + diff * (x0_fake - x0_hat)
+    if normaliser is not None:
+        per_sample = per_sample / normaliser
+    return per_sample.flatten(1).sum(1).mean()

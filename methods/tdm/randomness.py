@@ -1,0 +1,53 @@
+"""Randomness drawn per global batch, so results do not depend on how many processes share it.
+
+Every random number of an iteration comes from one CPU generator seeded by (seed, step): the
+draws are made for the whole global batch and each process keeps its own rows. One process
+or N then see the same numbers for the same sample, and a resumed run sees the same numbers
+for the same step as an uninterrupted one, with no generator state to save.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of iteration `step` of a run with this seed."""
+    return torch.Generator("cpu").manual_seed((seed * 1_000_003 + step) % (2 ** 63))
+
+
+class BatchRandom:
+    """Draws for a global batch of `global_size` rows, of which this process owns `rows`."""
+
+    def __init__(self, generator: torch.Generator, global_size: int, rows: slice | None = None,
+                 device: torch.device | str = "cpu"):
+        self.generator, self.global_size = generator, global_size
+        self.rows = rows if rows is not None else slice(0, global_size)
+        self.device = torch.device(device)
+
+    @classmethod
+    def for_process(cls, generator, global_size: int, process_index: int, num_processes: int, device="cpu"):
+        if global_size % num_processes:
+            raise ValueError(f"batch_size {global_size} is not divisible by {num_processes} processes")
+        local = global_size // num_processes
+        return cls(generator, global_size, slice(process_index * local, (process_index + 1) * local), device)
+
+    @property
+    def local_size(self) -> int:
+        return self.rows.stop - self.rows.start
+
+    def randn(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """Standard normal rows (local, *shape)."""
+        full = torch.randn((self.global_size, *shape), generator=self.generator, dtype=dtype)
+        return full[self.rows].to(self.device)
+
+    def rand(self, dtype=torch.float32) -> torch.Tensor:
+        """U[0, 1) per local row."""
+        return torch.rand((self.global_size,), generator=self.generator, dtype=dtype)[self.rows].to(self.device)
+
+    def randint(self, high: int) -> torch.Tensor:
+        """Uniform integers in [0, high) per local row."""
+        return torch.randint(0, high, (self.global_size,), generator=self.generator)[self.rows].to(self.device)
+
+    def choice(self, options) -> object:
+        """One option for the whole batch (the same on every process), e.g. K for TDM-unify."""
+        return options[int(torch.randint(0, len(options), (1,), generator=self.generator))]
