@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from harness.provenance import provenance, write_json_atomic
 from harness.worlds import check_world
 from harness.worlds.tiny_sd15 import grammar
 from harness.worlds.tiny_sd15.judge import PIPELINE, EvalConfig, Judge
+from methods.common.cli import OneLineParser, apply_overrides
 from methods.common.errors import UserError
 from methods.common.pipeline_io import load_sd_pipeline
 
@@ -152,33 +153,13 @@ def cmd_grid(args) -> None:
 def cmd_build(args) -> None:
     from harness.worlds.tiny_sd15.build import BuildConfig, build
 
-    cfg = replace(BuildConfig(), **_parse_overrides(BuildConfig, args.set))
+    cfg = apply_overrides(BuildConfig(), args.set)
     if args.previous and not (Path(args.previous) / "build.json").is_file():
         raise UserError(f"--previous {args.previous} is not a world build: build.json is missing there")
     device = _device(args.device)
     out = _check_output(Path(args.out) / "build.json").parent
     record = build(out, cfg, device, previous=args.previous)
     print(json.dumps(record, indent=2))
-
-
-def _parse_overrides(config_class, items: list[str]) -> dict:
-    """KEY=VALUE strings -> typed values for fields of a dataclass; UserError on a bad key or value."""
-    types = {f.name: f.type for f in fields(config_class)}
-    overrides = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in types:
-            raise UserError(f"unknown setting {key!r}; known: {', '.join(types)}")
-        try:
-            if types[key] == "bool":
-                if value.lower() not in ("0", "1", "true", "false"):
-                    raise ValueError(value)
-                overrides[key] = value.lower() in ("1", "true")
-            else:
-                overrides[key] = (float if types[key] == "float" else int)(value)
-        except ValueError:
-            raise UserError(f"setting {key}={value!r} is not a {types[key]}") from None
-    return overrides
 
 
 def _quiet_libraries() -> None:
@@ -191,17 +172,10 @@ def _quiet_libraries() -> None:
     diffusers.utils.logging.set_verbosity_error()
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line on stderr (and exit code 2, as argparse does)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m harness.world", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m harness.world", description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="tiny-sd15", help="which small world (default: tiny-sd15)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("evaluate", help="teacher metrics by solver and step count")
     p.add_argument("--steps", type=_int_list, default=[1, 2, 4, 8, 25])
     p.add_argument("--solvers", type=_solver_list, default=list(SOLVERS))

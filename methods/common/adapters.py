@@ -64,24 +64,29 @@ class DenoiserAdapter:
         return self.x0_eps(x_t, t, cond, step_cond)[1]
 
     # Helpers for subclasses.
+    @property
+    def core(self):
+        """The model itself, under any DDP/FSDP wrapper that accelerate.prepare put around it."""
+        return getattr(self.model, "module", self.model)
+
     def _in(self, x: Tensor | None) -> Tensor | None:
         """A floating tensor in the model's dtype and device (masks and ids left as they are)."""
         if x is None:
             return None
-        dtype = self.model.dtype if x.is_floating_point() else x.dtype
-        return x.to(device=self.model.device, dtype=dtype)
+        dtype = self.core.dtype if x.is_floating_point() else x.dtype
+        return x.to(device=self.core.device, dtype=dtype)
 
     def _t(self, t: Tensor, x_t: Tensor) -> Tensor:
         """Integer timesteps, one per row, on the model's device (as the pipelines pass them)."""
-        return t.to(device=self.model.device, dtype=torch.long).expand(x_t.shape[0])
+        return t.to(device=self.core.device, dtype=torch.long).expand(x_t.shape[0])
 
     def _step_cond(self, step_cond: Tensor | None, n: int) -> Tensor | None:
         """Check step_cond against the model's `time_cond_proj_dim`: only such models embed it."""
         if step_cond is None:
             return None
-        dim = getattr(self.model.config, "time_cond_proj_dim", None)
+        dim = getattr(self.core.config, "time_cond_proj_dim", None)
         if dim is None:
-            raise ValueError(f"{type(self.model).__name__} has no time_cond_proj_dim in its config, so it "
+            raise ValueError(f"{type(self.core).__name__} has no time_cond_proj_dim in its config, so it "
                              "cannot take step_cond; build it with time_cond_proj_dim set")
         if tuple(step_cond.shape) != (n, dim):
             raise ValueError(f"step_cond must have shape ({n}, {dim}), got {tuple(step_cond.shape)}")
@@ -115,7 +120,7 @@ class PixArtAdapter(DenoiserAdapter):
     "aspect_ratio"; their values depend on the VAE's scale, which only the pipeline knows."""
 
     def _added_cond_kwargs(self, cond: dict) -> dict:
-        if not self.model.use_additional_conditions:
+        if not self.core.use_additional_conditions:
             return {"resolution": None, "aspect_ratio": None}  # as PixArtAlphaPipeline for 512px
         if "resolution" not in cond or "aspect_ratio" not in cond:
             raise ValueError("this PixArt model uses additional conditions: cond needs 'resolution' (n, 2) "
@@ -158,7 +163,7 @@ class CogVideoXAdapter(DenoiserAdapter):
     """CogVideoXTransformer3DModel: latents (n, frames, C, H, W), cond = {"encoder_hidden_states"}."""
 
     def raw(self, x_t, t, cond, step_cond=None):
-        config = self.model.config
+        config = self.core.config
         if getattr(config, "ofs_embed_dim", None) is not None:
             raise NotImplementedError("CogVideoX image-to-video models (ofs_embed_dim set) are not supported")
         rotary = cogvideox_rotary_emb(config, x_t) if config.use_rotary_positional_embeddings else None

@@ -56,3 +56,41 @@ ALLOWED_STEPS = (1, 2, 3, 4, 5, 6, 8)  # K must divide the schedule into interva
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+BACKBONES = ("sd15", "sdxl", "pixart", "gmm")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: what to distil, from what, for how long, and where to write. `method`
+    holds TDM's own settings; `key=value` overrides on the command line reach either level."""
+
+    backbone: str = "sd15"               # "sd15" | "sdxl" | "pixart" (diffusers pipelines) | "gmm"
+    teacher: str = ""                    # pipeline folder or Hugging Face cache id; "tiny-sd15": the shipped world
+    prompts: str = ""                    # "tiny-sd15": the world's training captions | a text file, one per line
+    resolution: int = 0                  # pixels; 0: the teacher's native size
+    iterations: int = 3000               # App. D: 3k for 4-step SD-1.5, 20k for TDM-unify, 500 for PixArt
+    seed: int = 0
+    lora_rank: int = 0                   # 0: train all weights; r > 0: LoRA (peft) of rank r on attention
+    mixed_precision: str = "auto"        # "auto": bf16 on GPU, fp32 on CPU
+    checkpoint_every: int = 500          # 0: never (a benchmark run; no resume)
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    tracker: str = "tensorboard"         # "tensorboard" | "none"
+    output_dir: str = ""                 # "": runs/<preset>
+    export: bool = True                  # write the student as pipeline folders at the end
+    method: TDMConfig = TDMConfig()
+
+    def __post_init__(self):
+        _check_choice("backbone", self.backbone, BACKBONES)
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _check_choice("tracker", self.tracker, ("tensorboard", "none"))
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be 0 (never) or positive, got {self.checkpoint_every}")
+        for name in ("iterations", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be 0 (full training) or positive, got {self.lora_rank}")

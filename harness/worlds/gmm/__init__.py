@@ -24,6 +24,14 @@ class GaussianMixture:
     stds: torch.Tensor     # (C, M)
     weights: torch.Tensor  # (C, M), rows sum to 1
 
+    @property
+    def classes(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[2]
+
     @classmethod
     def default(cls, dim: int = 2, classes: int = 2, modes: int = 4, seed: int = 0) -> "GaussianMixture":
         """Modes on a circle of radius 2 (rotated per class), std 0.15, equal weights."""
@@ -129,6 +137,10 @@ class ResidualStudent(torch.nn.Module):
             torch.nn.Linear(width, width), torch.nn.SiLU(), torch.nn.Linear(width, dim))
         torch.nn.init.zeros_(self.mlp[-1].weight)
         torch.nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x_t, t, cond, step_cond=None):
+        """The denoiser's x0; also reachable as `forward` so DDP's gradient hooks see the call."""
+        return self.x0(x_t, t, cond, step_cond)
 
     def x0(self, x_t, t, cond, step_cond=None):
         onehot = torch.nn.functional.one_hot(cond["class"].clamp(min=-1) + 1, self.classes + 1).to(x_t.dtype)

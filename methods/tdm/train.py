@@ -1,0 +1,211 @@
+"""Train a TDM student.
+
+    python -m methods.tdm.train --preset tiny-sd15-4step [key=value ...] [--dry-run]
+    accelerate launch --num_processes 2 -m methods.tdm.train --preset ...
+    python -m methods.tdm.train --list
+
+The resolved config is printed and written to <output_dir>/config.json. Checkpoints go to
+<output_dir>/checkpoints/step-NNNNNN; running the same command again resumes from the
+latest one. At the end the student is exported, one diffusers pipeline folder per step
+count, to <output_dir>/student-K<K>, with a timing summary in <output_dir>/summary.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from methods.common.cli import OneLineParser, settable_fields
+from methods.common.errors import UserError
+
+from .backbones import load_backbone, step_condition
+from .config import TrainConfig
+from .presets import PRESETS, resolve
+from .randomness import BatchRandom, step_generator
+from .trainer import train_step
+
+CHECKPOINTS = "checkpoints"
+
+
+def precision(config: TrainConfig, device: torch.device) -> tuple[str, torch.dtype]:
+    """accelerate's mixed_precision and the frozen networks' dtype: bf16 on GPU, fp32 on CPU."""
+    mode = config.mixed_precision
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "no"
+    return mode, {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    done = sorted(p for p in (output_dir / CHECKPOINTS).glob("step-*") if (p / "state.json").is_file())
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None:
+    """accelerate's state (networks, optimisers, RNG) plus the step, written then renamed into place."""
+    root = output_dir / CHECKPOINTS
+    final, partial = root / f"step-{step:06d}", root / f".partial-step-{step:06d}"
+    accelerator.save_state(str(partial))  # every process must call it; only the main one writes
+    if accelerator.is_main_process:
+        (partial / "state.json").write_text(json.dumps({"step": step}))
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        for old in sorted(p for p in root.glob("step-*"))[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def train(config: TrainConfig, device: str | None = None, show_progress: bool = True) -> dict:
+    """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    output_dir = Path(config.output_dir)
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but no CUDA GPU is visible")
+    mode, weight_dtype = precision(config, torch.device("cpu" if cpu else "cuda"))
+    accelerator = Accelerator(
+        cpu=cpu, mixed_precision=mode, log_with=None if config.tracker == "none" else config.tracker,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")))
+    backbone = load_backbone(config, accelerator.device, weight_dtype)
+    method = config.method
+    optimisers = {
+        name: torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
+                                lr=method.lr_student if name == "student" else method.lr_fake,
+                                betas=method.adam_betas, weight_decay=0.0)
+        for name, module in backbone.modules.items()}
+    student, fake_score, optimisers["student"], optimisers["fake_score"] = accelerator.prepare(
+        backbone.modules["student"], backbone.modules["fake_score"], optimisers["student"], optimisers["fake_score"])
+    backbone.roles.student.model, backbone.roles.fake_score.model = student, fake_score
+
+    start = 0
+    checkpoint = latest_checkpoint(output_dir)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        start = json.loads((checkpoint / "state.json").read_text())["step"]
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if config.tracker != "none":
+        accelerator.init_trackers("tdm", config=_flat(config))
+
+    losses_file = output_dir / "losses.jsonl"
+    if accelerator.is_main_process:
+        _truncate_log(losses_file, start)
+    timed_from, timed_steps = None, 0
+    bar = tqdm(range(start, config.iterations), initial=start, total=config.iterations, desc="TDM",
+               disable=not (show_progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    for step in bar:
+        rng = BatchRandom.for_process(step_generator(config.seed, step), method.batch_size,
+                                      accelerator.process_index, accelerator.num_processes, accelerator.device)
+        K = rng.choice(method.steps)  # TDM-unify: one K per iteration, the same on every process
+        noise, cond, uncond = backbone.batch(rng, step)
+        with accelerator.autocast():
+            losses = train_step(method, backbone.roles, optimisers, noise, cond, uncond, rng, K,
+                                step_condition(config, K, rng.local_size, accelerator.device), accelerator)
+        if step == start + 1:  # time from the second iteration: the first pays for warm-up
+            _sync(accelerator)
+            timed_from = time.perf_counter()
+        timed_steps += step > start + 1
+        if (step + 1) % config.log_every == 0 or step + 1 == config.iterations:
+            record = {"step": step + 1, "K": K, **{f"loss/{k}": v for k, v in losses.items()}}
+            accelerator.log(record, step=step + 1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+            if accelerator.is_main_process:
+                with losses_file.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+        if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.iterations):
+            save_checkpoint(accelerator, output_dir, step + 1, config.keep_checkpoints)
+    _sync(accelerator)
+    seconds = time.perf_counter() - timed_from if timed_from is not None and timed_steps else None
+    accelerator.end_training()
+
+    summary = {
+        "iterations": config.iterations, "resumed_from": start, "timed_iterations": timed_steps,
+        "seconds_per_iteration": seconds / timed_steps if seconds else None,
+        "samples_per_second": method.batch_size * timed_steps / seconds if seconds else None,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if accelerator.device.type == "cuda" else None,
+        "mixed_precision": mode, "num_processes": accelerator.num_processes, "device": str(accelerator.device),
+    }
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(student)
+        summary["exported"] = [str(backbone.export(unwrapped, output_dir / f"student-K{K}", K))
+                               for K in method.steps] if config.export else []
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _sync(accelerator) -> None:
+    if accelerator.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _flat(config: TrainConfig) -> dict:
+    """Scalars only, as TensorBoard's hparams want them."""
+    out = {}
+    for name, (owner, field) in settable_fields(config).items():
+        value = getattr(owner, field.name)
+        out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def _truncate_log(path: Path, start: int) -> None:
+    """Drop log lines past the checkpoint we resume from, so the log matches the weights."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= start]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="python -m methods.tdm.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", help="a name from --list")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings over the preset's")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--list", action="store_true", help="list the presets and exit")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, overrides in PRESETS.items():
+            print(f"{name:34s} {' '.join(f'{k}={v}' for k, v in overrides.items())}")
+        return 0
+    if not args.preset:
+        parser.error("--preset is required (see --list)")
+    bad = [item for item in args.overrides if "=" not in item]
+    if bad:
+        parser.error(f"expected key=value, got {bad[0]!r}")
+    try:
+        config = resolve(args.preset, args.overrides)
+        print(json.dumps(asdict(config), indent=2))
+        if args.dry_run:
+            return 0
+        _quiet()
+        summary = train(config, args.device, show_progress=not args.no_progress)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _quiet() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
