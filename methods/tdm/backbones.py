@@ -72,6 +72,7 @@ class SDBackbone:
         self.pipe = pipe
         teacher = pipe.unet.to(device, weight_dtype).requires_grad_(False).eval()
         self.text_encoder = pipe.text_encoder.to(device, weight_dtype).requires_grad_(False).eval()
+        torch.manual_seed(config.seed)  # LoRA's random init: from the config, not the process's history
         self.modules = {"student": self._trainable(teacher), "fake_score": self._trainable(teacher)}
         adapter = lambda model: UNetAdapter.from_scheduler(model, pipe.scheduler)  # noqa: E731
         self.roles = Roles(adapter(self.modules["student"]), adapter(self.modules["fake_score"]), adapter(teacher),
@@ -121,8 +122,15 @@ class SDBackbone:
         unet = copy.deepcopy(student).to("cpu", torch.float32)
         lora_dir = None
         if self.config.lora_rank:
+            from peft.utils import get_peft_model_state_dict
+
+            # With the "unet." key prefix diffusers' loaders look for, so that the teacher's
+            # pipe.load_lora_weights(lora_dir) applies it (unet.save_lora_adapter writes bare keys,
+            # which load_lora_weights skips with only a warning).
             lora_dir = out / "lora"
-            unet.save_lora_adapter(str(lora_dir))
+            type(self.pipe).save_lora_weights(
+                str(lora_dir), unet_lora_layers=get_peft_model_state_dict(unet),
+                unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
             unet.fuse_lora()
             unet.unload_lora()
         if unet.config.time_cond_proj_dim is not None:

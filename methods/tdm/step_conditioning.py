@@ -30,13 +30,24 @@ def with_step_conditioning(unet, dim: int = STEP_EMBEDDING_DIM):
     """A copy of a UNet2DConditionModel (or CogVideoX transformer) that takes step_cond, equal to it at start."""
     if getattr(unet.config, "time_cond_proj_dim", None) is not None:
         raise ValueError("this model already has a time_cond_proj_dim; step conditioning would collide with it")
-    model = type(unet).from_config({**unet.config, "time_cond_proj_dim": dim})
+    model = type(unet).from_config(_config_with(unet, time_cond_proj_dim=dim))
     missing, unexpected = model.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or any(not key.endswith("cond_proj.weight") for key in missing):
         raise RuntimeError(f"state dicts differ beyond cond_proj: missing {missing}, unexpected {unexpected}")
     proj = _cond_proj(model)
     torch.nn.init.zeros_(proj.weight)
     return model.to(device=unet.device, dtype=unet.dtype)
+
+
+def _config_with(model, **changes) -> dict:
+    """The model's config with `changes`, which diffusers' from_config will honour.
+
+    A model built in code, or loaded from a config that predates a key (SD-1.5's own lacks
+    time_cond_proj_dim), lists the keys it took defaults for in `_use_default_values`, and
+    from_config drops every key listed there: the change would be silently ignored.
+    """
+    config = {k: v for k, v in model.config.items() if k != "_use_default_values"}
+    return {**config, **changes}
 
 
 def _cond_proj(model) -> torch.nn.Linear:
@@ -56,7 +67,7 @@ def fold_step_conditioning(model, K: int):
     e = step_embedding(torch.tensor([K]), dim).to(device=proj.weight.device, dtype=torch.float64)
     linear_1 = model.time_embedding.linear_1
     shift = (linear_1.weight.double() @ (proj.weight.double() @ e[0]))
-    plain = type(model).from_config({**model.config, "time_cond_proj_dim": None})
+    plain = type(model).from_config(_config_with(model, time_cond_proj_dim=None))
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("cond_proj.weight")}
     state["time_embedding.linear_1.bias"] = (linear_1.bias.double() + shift).to(linear_1.bias.dtype)
     plain.load_state_dict(state)
