@@ -21,3 +21,13 @@ def classifier():
     from harness.worlds.tiny_sd15.classifier import AttributeClassifier
 
     return AttributeClassifier.load(CLASSIFIER)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small networks on a 2-core machine: thread start-up dominates, one thread is fastest and
+    keeps CPU results reproducible. Modules opt in with pytestmark = usefixtures("one_thread")."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

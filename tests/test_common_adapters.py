@@ -10,27 +10,16 @@ from harness.worlds.tiny_sd15.models import SD15_SCHEDULER_CONFIG
 from methods.common.adapters import (CogVideoXAdapter, PixArtAdapter, SDXLUNetAdapter, UNetAdapter,
                                      classifier_free_guidance, cogvideox_rotary_emb)
 from methods.common.schedule import NoiseSchedule, to_v
+from tiny_models import TEXT_WIDTH, tiny_unet
 
 SD15 = NoiseSchedule.from_config(SD15_SCHEDULER_CONFIG)
 T = torch.tensor([0, 500, 999])
-D, L = 16, 5  # text width and length
+D, L = TEXT_WIDTH, 5  # text width and length
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: thread start-up dominates, and on a busy machine 2 threads cost 100x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_unet(**extra):
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(16, 32), attention_head_dim=4, cross_attention_dim=D, norm_num_groups=8, **extra).eval()
 
 
 def tiny_sdxl_unet():

@@ -9,25 +9,14 @@ from diffusers import UNet2DConditionModel
 
 from methods.tdm.step_conditioning import (STEP_EMBEDDING_DIM, fold_step_conditioning, step_embedding,
                                            with_step_conditioning)
+from tiny_models import TEXT_WIDTH, tiny_unet
 
-D, L, N = 16, 5, 3  # text width, text length, batch
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: thread start-up dominates on a 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+D, L, N = TEXT_WIDTH, 5, 3  # text width, text length, batch
 
 
-def tiny_unet(**extra):
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(16, 32), attention_head_dim=4, cross_attention_dim=D, norm_num_groups=8, **extra).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 
 
 def randn(*shape, seed):

@@ -21,13 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 K4_TIMESTEPS = [999, 749, 499, 249]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small networks on a 2-core machine: one thread is fastest, and keeps CPU results reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

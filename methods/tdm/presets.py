@@ -52,7 +52,7 @@ VARIANTS = {
 WORLDS = {
     "tiny-sd15": dict(backbone="sd15", teacher="tiny-sd15", prompts="tiny-sd15", lr_student=5e-6, lr_fake=2e-4,
                       batch_size=256, guidance=3.5, iterations=700, checkpoint_every=100),
-    "gmm": dict(backbone="gmm", lr_student=3e-4, lr_fake=1e-3, batch_size=256, guidance=1.0, loss="kl",
+    "gmm": dict(backbone="gmm", lr_student=3e-4, lr_fake=1e-3, batch_size=256, guidance=1.0,
                 fake_updates=5, iterations=1500, checkpoint_every=500, tracker="none"),
 }
 
