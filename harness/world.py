@@ -26,7 +26,7 @@ from harness.provenance import provenance, write_json_atomic
 from harness.worlds import check_world
 from harness.worlds.tiny_sd15 import grammar
 from harness.worlds.tiny_sd15.judge import PIPELINE, EvalConfig, Judge
-from methods.common.cli import OneLineParser, apply_overrides
+from methods.common.cli import OneLineParser, apply_overrides, quiet_libraries
 from methods.common.errors import UserError
 from methods.common.pipeline_io import load_sd_pipeline
 
@@ -170,16 +170,6 @@ def cmd_build(args) -> None:
     print(json.dumps(record, indent=2))
 
 
-def _quiet_libraries() -> None:
-    """Keep our one-line errors one line: transformers warns at import time that it falls back
-    from torchvision image processors, which this project deliberately does without."""
-    import diffusers
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.set_verbosity_error()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m harness.world", description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="tiny-sd15", help="which small world (default: tiny-sd15)")
@@ -215,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--device", default="cuda")
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         check_world(args.world)
         args.func(args)

@@ -74,3 +74,17 @@ def apply_overrides(config, items: list[str] | dict):
         return dataclasses.replace(config, **top)
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+def quiet_libraries() -> None:
+    """Keep command output to our own lines: no transformers/diffusers warnings or loading bars
+    (transformers warns at import that it falls back from torchvision, which this project omits)."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import diffusers
+    import transformers
+
+    for library in (transformers, diffusers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()

@@ -23,12 +23,12 @@ PROMPTS = ["a photo of a cat on a sofa", "a watercolour painting of a lighthouse
 
 def main(argv: list[str] | None = None) -> int:
     from harness.provenance import provenance, write_json_atomic
-    from methods.common.cli import OneLineParser
+    from methods.common.cli import OneLineParser, quiet_libraries
     from methods.common.errors import UserError
     from methods.common.random_pipelines import random_sd15_pipeline
 
     from .presets import resolve
-    from .train import _quiet, train
+    from .train import train
 
     parser = OneLineParser(prog="python -m methods.tdm.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
-    _quiet()
+    quiet_libraries()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.time()

@@ -12,7 +12,6 @@ count, to <output_dir>/student-K<K>, with a timing summary in <output_dir>/summa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from methods.common.cli import OneLineParser, settable_fields
+from methods.common.cli import OneLineParser, quiet_libraries, settable_fields
 from methods.common.errors import UserError
 
 from .backbones import load_backbone, step_condition
@@ -61,21 +60,24 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None
     accelerator.wait_for_everyone()
 
 
-def train(config: TrainConfig, device: str | None = None, show_progress: bool = True) -> dict:
-    """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
+def _accelerator(config: TrainConfig, device: str | None):
+    """accelerate's Accelerator for this run, and the dtype of the frozen networks."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    output_dir = Path(config.output_dir)
-    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for, but no CUDA GPU is visible")
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     mode, weight_dtype = precision(config, torch.device("cpu" if cpu else "cuda"))
+    output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=cpu, mixed_precision=mode, log_with=None if config.tracker == "none" else config.tracker,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")))
-    backbone = load_backbone(config, accelerator.device, weight_dtype)
-    method = config.method
+    return accelerator, weight_dtype
+
+
+def _prepare(accelerator, backbone, method) -> tuple[object, dict]:
+    """AdamW per role (App. D), everything through accelerate.prepare; the roles see the wrapped networks."""
     optimisers = {
         name: torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
                                 lr=method.lr_student if name == "student" else method.lr_fake,
@@ -84,12 +86,25 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     student, fake_score, optimisers["student"], optimisers["fake_score"] = accelerator.prepare(
         backbone.modules["student"], backbone.modules["fake_score"], optimisers["student"], optimisers["fake_score"])
     backbone.roles.student.model, backbone.roles.fake_score.model = student, fake_score
+    return student, optimisers
 
-    start = 0
+
+def _resume(accelerator, output_dir: Path) -> int:
+    """Load the latest checkpoint, if any; the step to start from."""
     checkpoint = latest_checkpoint(output_dir)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        start = json.loads((checkpoint / "state.json").read_text())["step"]
+    if checkpoint is None:
+        return 0
+    accelerator.load_state(str(checkpoint))
+    return json.loads((checkpoint / "state.json").read_text())["step"]
+
+
+def train(config: TrainConfig, device: str | None = None, show_progress: bool = True) -> dict:
+    """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
+    output_dir, method = Path(config.output_dir), config.method
+    accelerator, weight_dtype = _accelerator(config, device)
+    backbone = load_backbone(config, accelerator.device, weight_dtype)
+    student, optimisers = _prepare(accelerator, backbone, method)
+    start = _resume(accelerator, output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -132,7 +147,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "seconds_per_iteration": seconds / timed_steps if seconds else None,
         "samples_per_second": method.batch_size * timed_steps / seconds if seconds else None,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if accelerator.device.type == "cuda" else None,
-        "mixed_precision": mode, "num_processes": accelerator.num_processes, "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes, "device": str(accelerator.device),
     }
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(student)
@@ -187,24 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asdict(config), indent=2))
         if args.dry_run:
             return 0
-        _quiet()
+        quiet_libraries()
         summary = train(config, args.device, show_progress=not args.no_progress)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _quiet() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import diffusers
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":
