@@ -39,7 +39,7 @@ VARIANTS = {
     "unify": dict(steps=UNIFY_STEPS),                                   # Table 5: TDM-unify
     "unify-no-step-cond": dict(steps=UNIFY_STEPS, step_conditioning=False),  # Table 5
     "unify-no-surrogate": dict(steps=UNIFY_STEPS, loss="kl"),          # Table 5: w/o Pseudo-Huber
-    "unify-no-is": dict(steps=UNIFY_STEPS, importance_weights="none"),  # Table 5: w/o importance sampling
+    "4step-no-is": dict(importance_weights="none"),                   # Table 5: TDM-4step w/o importance sampling
     "4step-dpmpp": dict(solver="dpmpp"),                                # Table 6: train with DPM-Solver
     "4step-clean": dict(match="clean"),                                 # Table 7: match clean samples
     "4step-fisher": dict(loss="fisher"),                                # Table 8

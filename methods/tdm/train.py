@@ -11,6 +11,7 @@ count, to <output_dir>/student-K<K>, with a timing summary in <output_dir>/summa
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -19,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from methods.common.cli import OneLineParser, quiet_libraries, settable_fields
@@ -31,6 +33,7 @@ from .randomness import BatchRandom, step_generator
 from .trainer import train_step
 
 CHECKPOINTS = "checkpoints"
+FLOPS = "flops.json"  # FLOPs of iteration 0, kept for the summary of resumed runs
 
 
 def precision(config: TrainConfig, device: torch.device) -> tuple[str, torch.dtype]:
@@ -115,6 +118,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     if accelerator.is_main_process:
         _truncate_log(losses_file, start)
     timed_from, timed_steps = None, 0
+    wall_start = time.perf_counter()
     bar = tqdm(range(start, config.iterations), initial=start, total=config.iterations, desc="TDM",
                disable=not (show_progress and accelerator.is_local_main_process), dynamic_ncols=True)
     for step in bar:
@@ -122,9 +126,16 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
                                       accelerator.process_index, accelerator.num_processes, accelerator.device)
         K = rng.choice(method.steps)  # TDM-unify: one K per iteration, the same on every process
         noise, cond, uncond = backbone.batch(rng, step)
-        with accelerator.autocast():
+        # The run's first iteration also counts its FLOPs (matmuls and convolutions, forward and
+        # backward, this process's rows). Only iteration 0: counting can change the float rounding
+        # of an iteration, and a resumed run must repeat the uninterrupted one bit for bit.
+        counter = FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
+        with counter, accelerator.autocast():
             losses = train_step(method, backbone.roles, optimisers, noise, cond, uncond, rng, K,
                                 step_condition(config, K, rng.local_size, accelerator.device), accelerator)
+        if step == 0 and accelerator.is_main_process:
+            (output_dir / FLOPS).write_text(json.dumps({"flops_per_iteration": counter.get_total_flops(),
+                                                        "flops_counted_at_K": K}))
         if step == start + 1:  # time from the second iteration: the first pays for warm-up
             _sync(accelerator)
             timed_from = time.perf_counter()
@@ -147,6 +158,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "seconds_per_iteration": seconds / timed_steps if seconds else None,
         "samples_per_second": method.batch_size * timed_steps / seconds if seconds else None,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if accelerator.device.type == "cuda" else None,
+        "wall_seconds": time.perf_counter() - wall_start, **_flops(output_dir), "batch_size": method.batch_size,
         "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes, "device": str(accelerator.device),
     }
     if accelerator.is_main_process:
@@ -155,6 +167,11 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
                                for K in method.steps] if config.export else []
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _flops(output_dir: Path) -> dict:
+    path = output_dir / FLOPS
+    return json.loads(path.read_text()) if path.is_file() else {"flops_per_iteration": None, "flops_counted_at_K": None}
 
 
 def _sync(accelerator) -> None:

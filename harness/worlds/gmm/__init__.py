@@ -72,6 +72,7 @@ class GaussianMixture:
         means, stds, weights = self._components(labels)
         a = torch.as_tensor(alpha, dtype=x.dtype).reshape(-1, 1)                 # (n or 1, 1)
         var = (a * stds) ** 2 + torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1) ** 2  # (n, K)
+        var = var.clamp(min=1e-12)  # padded components have std 0 and weight 0; keep them finite
         d = x.shape[-1]
         sq = (x[:, None, :] - a[..., None] * means).square().sum(-1)             # (n, K)
         log_comp = -0.5 * sq / var - 0.5 * d * torch.log(2 * math.pi * var)
@@ -124,16 +125,20 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 128,
     return float((pa - pb).abs().mean())
 
 
+STEP_FEATURES = 8  # of the 256-dim step embedding (Eq. 8), every 32nd: one per frequency band
+
+
 class ResidualStudent(torch.nn.Module):
     """Exact teacher plus a zero-initialised MLP correction: starts equal to the teacher, as
-    Algorithm 1 initialises student and fake score (line 1)."""
+    Algorithm 1 initialises student and fake score (line 1). The MLP sees x_t, t, the class
+    and, for TDM-unify with step conditioning, K's embedding (zeros otherwise)."""
 
     def __init__(self, teacher: ExactDenoiser, classes: int, dim: int = 2, width: int = 128):
         super().__init__()
         self.teacher, self.classes = teacher, classes
         self.schedule = teacher.schedule
         self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(dim + 1 + classes + 1, width), torch.nn.SiLU(),
+            torch.nn.Linear(dim + 1 + classes + 1 + STEP_FEATURES, width), torch.nn.SiLU(),
             torch.nn.Linear(width, width), torch.nn.SiLU(), torch.nn.Linear(width, dim))
         torch.nn.init.zeros_(self.mlp[-1].weight)
         torch.nn.init.zeros_(self.mlp[-1].bias)
@@ -144,5 +149,7 @@ class ResidualStudent(torch.nn.Module):
 
     def x0(self, x_t, t, cond, step_cond=None):
         onehot = torch.nn.functional.one_hot(cond["class"].clamp(min=-1) + 1, self.classes + 1).to(x_t.dtype)
-        features = torch.cat([x_t, (t.to(x_t.dtype) / 1000)[:, None], onehot], dim=1)
+        steps = (torch.zeros(len(x_t), STEP_FEATURES, dtype=x_t.dtype, device=x_t.device) if step_cond is None
+                 else step_cond[:, ::step_cond.shape[1] // STEP_FEATURES].to(x_t.dtype))
+        features = torch.cat([x_t, (t.to(x_t.dtype) / 1000)[:, None], onehot, steps], dim=1)
         return self.teacher.x0(x_t, t, cond) + self.mlp(features)

@@ -1,0 +1,58 @@
+"""A trained TDM student as a sampler.
+
+The trainer exports one diffusers pipeline folder per trained step count
+(`<run>/student-K<K>`, see methods/tdm/backbones.py), with classifier-free guidance
+distilled into the student and `tdm_student.json` beside it. Sampling it is the teacher's
+sampling with guidance 1 and the student's own step count, so this class only finds the
+right folder and records what the student was trained for.
+
+    sampler = TDMStudentSampler.from_run("runs/tiny-sd15-unify", steps=2, solver="dpmpp")
+    images = sampler.sample(prompts, seeds)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from methods.common.errors import UserError
+
+from .base import SamplerSpec
+from .teacher import TeacherSampler
+
+CARD = "tdm_student.json"
+
+
+def student_folder(run_dir: str | Path, steps: int) -> Path:
+    """The exported student for `steps`; a single-K student serves any step count (Table 5's
+    "w/o unify training" row samples the 4-step student with 1 and 2 steps)."""
+    run_dir = Path(run_dir)
+    folders = sorted(p for p in run_dir.glob("student-K*") if (p / CARD).is_file())
+    if not folders:
+        raise UserError(f"{run_dir} holds no exported TDM student (student-K<K>/{CARD})")
+    exact = run_dir / f"student-K{steps}"
+    if exact in folders:
+        return exact
+    if len(folders) == 1:
+        return folders[0]
+    raise UserError(f"{run_dir} has students for {[p.name for p in folders]} but none for {steps} steps")
+
+
+class TDMStudentSampler(TeacherSampler):
+    """An exported TDM student folder: DDIM or DPM-Solver++ with `steps` steps, no CFG."""
+
+    def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 64, pipe=None):
+        self.card = json.loads((Path(spec.checkpoint) / CARD).read_text())
+        super().__init__(spec, device, batch_size, pipe)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, steps: int, solver: str, device: str = "cpu", name: str | None = None,
+                 backbone: str = "tiny-sd15", batch_size: int = 64) -> "TDMStudentSampler":
+        folder = student_folder(run_dir, steps)
+        card = json.loads((folder / CARD).read_text())
+        spec = SamplerSpec(name or f"tdm-K{card['steps']}-{solver}-{steps}", backbone, str(folder), solver, steps,
+                           guidance=float(card["guidance_scale"]))
+        return cls(spec, device, batch_size)
+
+    def describe(self) -> dict:
+        trained = self.card["config"]["method"]["steps"]
+        return {**super().describe(), "trained_steps": list(trained), "folded_step_count": self.card["steps"]}

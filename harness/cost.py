@@ -1,0 +1,106 @@
+"""Table 3, training cost: what our runs cost (measured), what a real-size run would cost
+(projected from the SD-1.5 benchmark), beside the paper's figures.
+
+Our rows come from the cell records of Tables 5-8 (each record carries its training run's
+summary), one row per world, scale and training variant, averaged over seeds.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .tables import Table
+
+COST_COLUMNS = ["table", "source", "world", "scale", "method", "backbone", "steps", "metric", "value", "n_runs",
+                "note"]
+BENCH = Path(__file__).resolve().parent.parent / "results" / "bench" / "tdm-sd15-h100.json"
+# Appendix D: iterations and global batch of the SD-1.5 runs, for the projection.
+PAPER_RUNS = {"TDM (4 steps)": (3000, 256), "TDM-unify": (20000, 256)}
+
+
+def measured_rows(records: list[dict]) -> list[dict]:
+    runs = {}
+    for rec in records:  # one entry per training run, whatever cells used it
+        runs[(rec["world"], rec["scale"], rec["cell"]["variant"], rec["seed"])] = rec
+    grouped = defaultdict(list)
+    for (world, scale, variant, _), rec in runs.items():
+        grouped[(world, scale, variant)].append(rec)
+    out = []
+    for (world, scale, variant), recs in sorted(grouped.items()):
+        train = [r["training"] for r in recs]
+        s_per_it = [t["seconds_per_iteration"] for t in train if t["seconds_per_iteration"]]
+        flops = [t["flops_per_iteration"] for t in train if t["flops_per_iteration"]]
+        device = recs[0]["device"]
+        metrics = {
+            "iterations": train[0]["iterations"], "batch_size": train[0]["batch_size"],
+            "seconds_per_iteration": float(np.mean(s_per_it)) if s_per_it else None,
+            "device_hours": float(np.mean(s_per_it)) * train[0]["iterations"] / 3600 if s_per_it else None,
+            "flops_per_iteration": float(np.mean(flops)) if flops else None,
+            "total_flops": float(np.mean(flops)) * train[0]["iterations"] if flops else None,
+        }
+        note = (f"device: {device}; FLOPs counted with torch.utils.flop_counter on one iteration "
+                f"(K={train[0]['flops_counted_at_K']}); seconds per iteration measured after warm-up")
+        out += [_row("ours", world, scale, variant, world, metric, value, len(recs), note)
+                for metric, value in metrics.items()]
+    return out
+
+
+def projected_rows(bench_path: Path = BENCH) -> list[dict]:
+    """Real-size SD-1.5 cost from the measured benchmark iteration, scaled to the paper's batch."""
+    if not bench_path.is_file():
+        return []
+    bench = json.loads(bench_path.read_text())
+    s_per_it, batch = bench["seconds_per_iteration"], bench["config"]["method"]["batch_size"]
+    out = []
+    for method, (iterations, paper_batch) in PAPER_RUNS.items():
+        hours = s_per_it * paper_batch / batch * iterations / 3600
+        note = (f"projected: {s_per_it:.3f} s per iteration at batch {batch} on {bench['provenance']['device']} "
+                f"({bench_path.name}), times {paper_batch // batch} for batch {paper_batch}, times {iterations} "
+                "iterations (App. D); random weights, so only the cost is real")
+        out.append(_row("projection", "sd15", "real size", method, "SD-v1.5", "device_days", hours / 24, 1, note))
+    return out
+
+
+def published_rows(table: Table) -> list[dict]:
+    return [{"table": table.id, "source": "paper", "world": "", "scale": "", "method": r["method"],
+             "backbone": r["backbone"], "steps": r["steps"], "metric": r["metric"], "value": float(r["value"]),
+             "n_runs": "", "note": r["note"]} for r in table.published()]
+
+
+def _row(source, world, scale, method, backbone, metric, value, n_runs, note) -> dict:
+    return {"table": "table3", "source": source, "world": world, "scale": scale, "method": method,
+            "backbone": backbone, "steps": "", "metric": metric, "value": value, "n_runs": n_runs, "note": note}
+
+
+def markdown(table: Table, rows: list[dict]) -> str:
+    out = [f"# {table.id}: {table.title}", "", "## Ours, measured", "",
+           "| world | scale | variant | runs | iterations | batch | s / iteration | device hours | "
+           "GFLOPs / iteration | total PFLOPs |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ours = defaultdict(dict)
+    for r in rows:
+        if r["source"] == "ours":
+            ours[(r["world"], r["scale"], r["method"], r["n_runs"])][r["metric"]] = r["value"]
+    for (world, scale, method, n), m in ours.items():
+        out.append(f"| {world} | {scale} | {method} | {n} | {m['iterations']} | {m['batch_size']} | "
+                   f"{_num(m['seconds_per_iteration'], 3)} | {_num(m['device_hours'], 3)} | "
+                   f"{_num(m['flops_per_iteration'], 1, 1e9)} | {_num(m['total_flops'], 1, 1e15)} |")
+    devices = {r["note"].split(";")[0] for r in rows if r["source"] == "ours"}
+    out += ["", "; ".join(sorted(devices)) + ".", "", "## Real size, projected", ""]
+    out += [f"- {r['method']} on SD-v1.5: {r['value']:.2f} device-days. {r['note']}."
+            for r in rows if r["source"] == "projection"]
+    out += ["", "## The paper", "", "| method | backbone | HPS | training cost |", "|---|---|---:|---|"]
+    paper = defaultdict(dict)
+    for r in rows:
+        if r["source"] == "paper":
+            paper[(r["method"], r["backbone"])][r["metric"]] = r["value"]
+    for (method, backbone), m in paper.items():
+        cost = [f"{v:g} {k.replace('training_cost_', '').replace('_', ' ')}" for k, v in m.items() if k != "hps"]
+        out.append(f"| {method} | {backbone} | {m.get('hps', '')} | {', '.join(cost)} |")
+    return "\n".join(out) + "\n"
+
+
+def _num(value, digits, unit=1.0) -> str:
+    return "-" if value is None else f"{value / unit:.{digits}f}"

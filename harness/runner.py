@@ -1,0 +1,209 @@
+"""Run a table's grid: for each cell and seed, train the variant, sample it, evaluate it, and
+write `results/<table>/<world>/<cell>-seed<s>.json` atomically.
+
+Caching and resuming:
+- a finished cell (its JSON exists and its fingerprint matches) is not recomputed unless `force`;
+- an evaluation another table already made with the same fingerprint is copied, not redone;
+- training runs live in `<results>/runs/<world>/<variant>-seed<s>`, shared by all tables, and a
+  half-trained run resumes from its latest checkpoint (methods/tdm/train.py);
+- each training run is claimed with an OS file lock, so several runner processes can work on
+  one grid (e.g. four on one GPU) without doing anything twice; a killed process's locks
+  vanish with it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from methods.common.errors import UserError
+from methods.tdm.presets import resolve
+
+from .evaluation import EVALUATORS
+from .provenance import provenance, write_json_atomic
+from .scales import Scale
+from .tables import Cell, Table
+
+RUNS = "runs"
+POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One cell and training seed of a table in a world at a scale."""
+    table: Table
+    cell: Cell
+    seed: int
+    world: str
+    scale: Scale
+
+    def train_config(self, results_dir: Path):
+        overrides = {**self.scale.train.get(self.world, {}), "seed": self.seed, "tracker": "none",
+                     "output_dir": str(self.run_dir(results_dir))}
+        return resolve(f"{self.world}-{self.cell.variant}", overrides)
+
+    def run_dir(self, results_dir: Path) -> Path:
+        return results_dir / RUNS / self.scale.folder(self.world) / f"{self.cell.variant}-seed{self.seed}"
+
+    def result_path(self, results_dir: Path) -> Path:
+        return results_dir / self.table.id / self.scale.folder(self.world) / f"{self.cell.key}-seed{self.seed}.json"
+
+
+@dataclass
+class Runner:
+    results_dir: Path
+    device: str = "cpu"
+    force: bool = False
+    show_progress: bool = True
+    _evaluators: dict = field(default_factory=dict)
+    _retrained: set = field(default_factory=set)
+
+    def run(self, jobs: list[Job]) -> list[dict]:
+        """Finish every job, waiting for jobs whose training another process holds."""
+        done: dict[int, dict] = {}
+        bar = tqdm(total=len(jobs), desc="cells", unit="cell", disable=not self.show_progress, dynamic_ncols=True)
+        pending = list(range(len(jobs)))
+        while pending:
+            waiting = []
+            for i in pending:
+                job = jobs[i]
+                record = self.run_job(job)
+                if record is None:
+                    waiting.append(i)
+                    continue
+                done[i] = record
+                bar.update(1)
+                bar.set_postfix_str(f"{job.cell.key} seed {job.seed}")
+            if waiting and len(waiting) == len(pending):
+                bar.set_postfix_str(f"waiting for {len(waiting)} cells trained by another process")
+                time.sleep(POLL_SECONDS)
+            pending = waiting
+        bar.close()
+        return [done[i] for i in range(len(jobs))]
+
+    def run_job(self, job: Job) -> dict | None:
+        """The cell's record; None when another process holds its training run."""
+        path = job.result_path(self.results_dir)
+        fingerprint = self.fingerprint(job)
+        if not self.force:
+            record = read_result(path)
+            if record is not None and record.get("fingerprint") == fingerprint:
+                return record
+        with claim(self.results_dir / RUNS / "locks" / f"{job.scale.folder(job.world)}-{job.cell.variant}"
+                   f"-seed{job.seed}.lock") as mine:
+            if not mine:
+                return None
+            record = None if self.force else self._same_evaluation_elsewhere(job, fingerprint)
+            if record is None:
+                record = self._compute(job, fingerprint)
+            write_json_atomic(path, record)
+            return record
+
+    def fingerprint(self, job: Job) -> str:
+        """Everything that fixes the cell's numbers: training config, cell, evaluation config."""
+        config = asdict(job.train_config(Path("<results>")))
+        evaluator_config = asdict(self.evaluator(job).config)
+        blob = json.dumps([job.world, job.scale.name, config, asdict(job.cell), evaluator_config], sort_keys=True,
+                          default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def evaluator(self, job: Job):
+        key = (job.world, job.scale.name)
+        if key not in self._evaluators:
+            self._evaluators[key] = EVALUATORS[job.world](job.scale, self.device, self.results_dir / RUNS / "cache")
+        return self._evaluators[key]
+
+    def _same_evaluation_elsewhere(self, job: Job, fingerprint: str) -> dict | None:
+        """The same cell evaluated for another table (e.g. TDM-4step in Tables 5-8): reuse it."""
+        for other in sorted(self.results_dir.glob(f"*/{job.scale.folder(job.world)}/{job.cell.key}-seed{job.seed}.json")):
+            record = read_result(other, strict=False)
+            if record and record.get("fingerprint") == fingerprint:
+                return {**record, "table": job.table.id, "copied_from": str(other.relative_to(self.results_dir))}
+        return None
+
+    def _compute(self, job: Job, fingerprint: str) -> dict:
+        started = time.time()
+        training = self._train(job)
+        evaluator = self.evaluator(job)
+        t0 = time.time()
+        sampler = evaluator.sampler(job.run_dir(self.results_dir), job.cell)
+        metrics = evaluator.score(sampler)
+        return {
+            "table": job.table.id, "world": job.world, "scale": job.scale.name, "cell": asdict(job.cell),
+            "cell_key": job.cell.key, "seed": job.seed, "fingerprint": fingerprint,
+            "metrics": metrics, "metric_directions": evaluator.metrics, "n_samples": evaluator.n_samples,
+            "sampler": sampler.describe(), "eval_config": asdict(evaluator.config),
+            "eval_seconds": round(time.time() - t0, 1), "training": training,
+            "cell_wall_seconds": round(time.time() - started, 1), **provenance(self.device),
+        }
+
+    def _train(self, job: Job) -> dict:
+        """Train the job's variant unless a finished run with the same config exists; its record."""
+        from methods.tdm.train import train
+
+        config = job.train_config(self.results_dir)
+        run_dir = Path(config.output_dir)
+        if self.force and run_dir not in self._retrained:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self._retrained.add(run_dir)
+        summary = _finished_run(run_dir, config)
+        if summary is None:
+            summary = train(config, self.device, show_progress=self.show_progress)
+        # wall_seconds covers the last invocation only: after a resume, from `resumed_from` on.
+        keep = ("iterations", "resumed_from", "batch_size", "seconds_per_iteration", "samples_per_second",
+                "peak_memory_gib", "wall_seconds", "flops_per_iteration", "flops_counted_at_K", "mixed_precision", "device",
+                "num_processes")
+        return {"config": asdict(config), **{k: summary.get(k) for k in keep},
+                "final_losses": _final_losses(run_dir)}
+
+
+def _finished_run(run_dir: Path, config) -> dict | None:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        same = json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(asdict(config)))
+    except (OSError, ValueError):
+        return None
+    return summary if same and summary.get("iterations") == config.iterations else None
+
+
+def _final_losses(run_dir: Path) -> dict:
+    path = run_dir / "losses.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def read_result(path: Path, strict: bool = True) -> dict | None:
+    """A cell's record, or None if absent; a corrupt file is a user error (or None when not strict)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        if not strict:
+            return None
+        raise UserError(f"results file {path} is not valid JSON; delete it or rerun with --force") from None
+
+
+@contextlib.contextmanager
+def claim(lock_path: Path):
+    """An exclusive, non-blocking OS lock: yields True if this process holds it. The OS drops it
+    when the process dies, so a killed run never leaves a stale claim."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
