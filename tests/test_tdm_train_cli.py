@@ -273,8 +273,8 @@ def test_export_of_a_4step_run_is_a_working_dpm_solver_pipeline(tmp_path, capsys
     assert summary["exported"] == [str(out / "student-K4")] and summary["device"] == "cpu"
     assert json.loads((out / "summary.json").read_text()) == summary
     assert json.loads((out / "config.json").read_text())["iterations"] == 2
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "losses.jsonl", "student-K4",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "flops.json", "losses.jsonl",
+                                                     "student-K4", "summary.json"]
 
     folder = out / "student-K4"
     card = json.loads((folder / "tdm_student.json").read_text())

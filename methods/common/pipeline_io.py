@@ -14,10 +14,14 @@ from safetensors import safe_open
 from .errors import UserError
 
 SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SDXL_COMPONENTS = SD_COMPONENTS + ("text_encoder_2", "tokenizer_2")
+PIXART_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHTED = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")  # components that hold weights
 
 
 def check_pipeline_folder(path: str | Path, components=SD_COMPONENTS) -> Path:
-    """Raise UserError unless `path` is a diffusers pipeline folder whose weights are readable."""
+    """Raise UserError unless `path` is a diffusers pipeline folder with these components (sub-folders
+    listed in model_index.json) whose weights are readable. Sharded weights (T5's) count as weights."""
     folder = Path(path)
     if not folder.is_dir():
         raise UserError(f"pipeline folder {folder} does not exist; pass a local diffusers pipeline folder")
@@ -30,10 +34,11 @@ def check_pipeline_folder(path: str | Path, components=SD_COMPONENTS) -> Path:
         raise UserError(f"{index} is not valid JSON ({err})") from None
     for name in components:
         if name not in listed or not (folder / name).is_dir():
-            raise UserError(f"{folder} lacks the pipeline component '{name}' (folder {folder / name})")
+            raise UserError(f"{folder} lacks the pipeline component '{name}' (folder {folder / name}); "
+                            f"its model_index.json describes a {listed.get('_class_name', 'pipeline')}")
     for weights in sorted(folder.glob("*/*.safetensors")):
         _check_safetensors(weights)
-    for name in ("unet", "vae", "text_encoder"):
+    for name in WEIGHTED:
         if name in components and not any((folder / name).glob("*.safetensors")):
             raise UserError(f"no weights in {folder / name}: expected a *.safetensors file there")
     return folder

@@ -1,13 +1,24 @@
 """Random-initialised pipeline folders at the real architectures' sizes, for checking that
 real-size training paths fit and run on a GPU without downloading any weights.
 
-    python -m methods.common.random_pipelines sd15 OUT_FOLDER
+    python -m methods.common.random_pipelines {sd15,sdxl,pixart} OUT_FOLDER
 
-The configs are SD-1.5's own (UNet 860 M, VAE 84 M, CLIP ViT-L/14 text encoder 123 M). The
-tokenizer is the tiny-sd15 world's (its ids fit CLIP's vocabulary), stretched to 77 tokens.
+The configs are the published ones of each model (diffusers' config.json files):
+
+- sd15: SD-1.5 (UNet 860 M, VAE 84 M, CLIP ViT-L/14 text encoder 123 M);
+- sdxl: stable-diffusion-xl-base-1.0 (UNet 2.6 B with the text_time added embedding, VAE 84 M
+  with SDXL's scaling factor, CLIP ViT-L/14 123 M and OpenCLIP ViT-bigG/14 with projection 695 M);
+- pixart: PixArt-XL-2-512x512 (PixArtTransformer2DModel 611 M with learned sigma, sd-vae-ft-ema
+  84 M, T5-v1.1-XXL encoder 4.8 B, written in bfloat16 to halve its 19 GB).
+
+No real tokenizer can be had offline. The CLIP tokenizers are the tiny-sd15 world's (its ids
+fit CLIP's vocabulary), stretched to 77 tokens; the T5 tokenizer is a small Unigram one
+built here from that world's words and single characters, whose ids fit T5's vocabulary.
+Every builder takes config overrides, which the tests use to build tiny versions.
 """
 from __future__ import annotations
 
+import string
 import sys
 from pathlib import Path
 
@@ -26,30 +37,150 @@ SD15_TEXT = dict(
     vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
     max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
 
+# stabilityai/stable-diffusion-xl-base-1.0: unet/, vae/, text_encoder/, text_encoder_2/, scheduler/.
+SDXL_UNET = dict(
+    sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048,
+    use_linear_projection=True, norm_num_groups=32, addition_embed_type="text_time", addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816)  # 1280 pooled + 6 time ids x 256
+SDXL_VAE = dict(SD15_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
+SDXL_TEXT = dict(SD15_TEXT)  # CLIP ViT-L/14, as SD-1.5's
+SDXL_TEXT_2 = dict(  # OpenCLIP ViT-bigG/14 text tower, with its projection
+    vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+    max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
+SDXL_SCHEDULER = dict(
+    _class_name="EulerDiscreteScheduler", beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    num_train_timesteps=1000, prediction_type="epsilon", steps_offset=1, timestep_spacing="leading",
+    interpolation_type="linear", use_karras_sigmas=False)
+
+# PixArt-alpha/PixArt-XL-2-512x512: transformer/, vae/ (sd-vae-ft-ema), text_encoder/ (T5-v1.1-XXL), scheduler/.
+PIXART_TRANSFORMER = dict(
+    num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+    cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2, activation_fn="gelu-approximate",
+    num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+    caption_channels=4096)
+PIXART_VAE = dict(SD15_VAE)
+T5_XXL = dict(  # google/t5-v1_1-xxl, encoder only
+    vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu",
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, layer_norm_epsilon=1e-6,
+    dropout_rate=0.1, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False)
+PIXART_SCHEDULER = dict(
+    _class_name="DPMSolverMultistepScheduler", beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+    num_train_timesteps=1000, prediction_type="epsilon", algorithm_type="dpmsolver++", solver_order=2,
+    solver_type="midpoint", lower_order_final=True, timestep_spacing="linspace", steps_offset=0)
+T5_MAX_LENGTH = 120  # PixArt-alpha's prompt length (Sec. 3.1 of its paper)
+
+
+def _scheduler(config: dict):
+    import diffusers
+
+    return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def _clip_tokenizer(**changes):
+    """The tiny-sd15 world's CLIP tokenizer, stretched to CLIP's 77 tokens."""
+    from transformers import CLIPTokenizerFast
+
+    from harness.worlds.tiny_sd15.judge import PIPELINE
+
+    return CLIPTokenizerFast.from_pretrained(str(PIPELINE / "tokenizer"), model_max_length=77, **changes)
+
+
+def _clip_text(config: dict, tokenizer, projection: bool = False):
+    """A CLIP text tower whose pooling finds this tokenizer's end-of-text id."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    model = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return model(CLIPTextConfig(**{**config, **ids}))
+
+
+def small_t5_tokenizer():
+    """A T5 (Unigram) tokenizer built offline: T5's special ids (pad 0, eos 1, unk 2), the tiny-sd15
+    words as whole pieces, every printable ASCII character as a fallback, and T5's 100 sentinels."""
+    from transformers import T5Tokenizer
+
+    from harness.worlds.tiny_sd15.grammar import vocabulary_words
+
+    pieces = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "\u2581": -2.0}
+    for word in vocabulary_words():
+        pieces.setdefault("\u2581" + word, -1.0)
+    for char in string.ascii_letters + string.digits + string.punctuation:
+        pieces.setdefault("\u2581" + char, -5.0)
+        pieces.setdefault(char, -6.0)
+    return T5Tokenizer(vocab=list(pieces.items()), extra_ids=100, model_max_length=512)
+
 
 def random_sd15_pipeline(out: str | Path, seed: int = 0) -> Path:
     """Write a StableDiffusionPipeline folder with SD-1.5's architecture and random weights."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from harness.worlds.tiny_sd15.judge import PIPELINE
     from harness.worlds.tiny_sd15.models import make_scheduler
 
     torch.manual_seed(seed)
-    tokenizer = CLIPTokenizerFast.from_pretrained(str(PIPELINE / "tokenizer"), model_max_length=77)
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL(**SD15_VAE), text_encoder=CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
-        tokenizer=tokenizer, unet=UNet2DConditionModel(**SD15_UNET), scheduler=make_scheduler(),
+        tokenizer=_clip_tokenizer(), unet=UNet2DConditionModel(**SD15_UNET), scheduler=make_scheduler(),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(out))
     return Path(out)
 
 
+def random_sdxl_pipeline(out: str | Path, seed: int = 0, unet: dict = SDXL_UNET, vae: dict = SDXL_VAE,
+                         text: dict = SDXL_TEXT, text_2: dict = SDXL_TEXT_2) -> Path:
+    """Write a StableDiffusionXLPipeline folder with SDXL-base-1.0's architecture (or the given
+    configs) and random weights."""
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    tokenizer, tokenizer_2 = _clip_tokenizer(), _clip_tokenizer(pad_token="!")  # SDXL's second pads with "!"
+    pipe = StableDiffusionXLPipeline(
+        vae=AutoencoderKL(**vae), text_encoder=_clip_text(text, tokenizer),
+        text_encoder_2=_clip_text(text_2, tokenizer_2, projection=True), tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, unet=UNet2DConditionModel(**unet), scheduler=_scheduler(SDXL_SCHEDULER),
+        force_zeros_for_empty_prompt=True, add_watermarker=False)
+    pipe.save_pretrained(str(out))
+    return Path(out)
+
+
+def random_pixart_pipeline(out: str | Path, seed: int = 0, transformer: dict = PIXART_TRANSFORMER,
+                           vae: dict = PIXART_VAE, text: dict = T5_XXL,
+                           text_dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write a PixArtAlphaPipeline folder with PixArt-XL-2-512x512's architecture (or the given
+    configs) and random weights; the T5 encoder is stored in `text_dtype`."""
+    from diffusers import AutoencoderKL, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer = small_t5_tokenizer()
+    if len(tokenizer) > text["vocab_size"]:
+        raise ValueError(f"the T5 config's vocab_size {text['vocab_size']} is below the tokenizer's {len(tokenizer)}")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(text_dtype)  # built in text_dtype: T5-XXL in float32 alone is 19 GB
+    try:
+        text_encoder = T5EncoderModel(T5Config(**text))
+    finally:
+        torch.set_default_dtype(default)
+    pipe = PixArtAlphaPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder,
+        vae=AutoencoderKL(**vae), transformer=PixArtTransformer2DModel(**transformer),
+        scheduler=_scheduler(PIXART_SCHEDULER))
+    pipe.save_pretrained(str(out))
+    return Path(out)
+
+
+BUILDERS = {"sd15": random_sd15_pipeline, "sdxl": random_sdxl_pipeline, "pixart": random_pixart_pipeline}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "sd15":
-        print("usage: python -m methods.common.random_pipelines sd15 OUT_FOLDER", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in BUILDERS:
+        print(f"usage: python -m methods.common.random_pipelines {{{','.join(BUILDERS)}}} OUT_FOLDER", file=sys.stderr)
         return 2
-    print(random_sd15_pipeline(argv[1]))
+    print(BUILDERS[argv[0]](argv[1]))
     return 0
 
 

@@ -1,0 +1,242 @@
+"""What every diffusers-pipeline backbone shares: finding and loading the teacher's folder,
+the trainable copies (Algorithm 1, line 1) with step conditioning and LoRA, batches of
+prompts, and the export of a trained student as a pipeline folder.
+
+A subclass names its pipeline class, the component TDM distils (`unet`, `transformer`), the
+denoiser adapter, its text encoders, and how it encodes prompts into the adapter's `cond`
+dict. `SDBackbone` (backbones.py), `SDXLBackbone` (backbones_sdxl.py) and `PixArtBackbone`
+(backbones_pixart.py) are the subclasses.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from methods.common.adapters import UNetAdapter
+from methods.common.errors import UserError
+from methods.common.pipeline_io import SD_COMPONENTS, check_pipeline_folder
+from methods.common.schedule import NoiseSchedule
+
+from .config import TrainConfig
+from .randomness import BatchRandom
+from .step_conditioning import fold_step_conditioning, with_step_conditioning
+from .trainer import Roles
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections: UNet and PixArt alike
+
+
+def resolve_teacher(name: str, components=SD_COMPONENTS) -> Path:
+    """A local pipeline folder for `name`: a folder, "tiny-sd15", or a Hugging Face id already cached."""
+    if name == "tiny-sd15":
+        from harness.worlds.tiny_sd15.judge import PIPELINE
+
+        return check_pipeline_folder(PIPELINE, components)
+    if not name:
+        raise UserError("no teacher given: set teacher=<pipeline folder or Hugging Face id>")
+    if Path(name).exists():
+        return check_pipeline_folder(name, components)
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(name, local_files_only=True)
+    except Exception:  # huggingface_hub raises several types for "not cached" and "bad id"
+        raise UserError(f"teacher {name!r} is neither a local folder nor in the Hugging Face cache; "
+                        f"download it on a connected machine (huggingface-cli download {name}) "
+                        "or pass teacher=<local pipeline folder>") from None
+    return check_pipeline_folder(folder, components)
+
+
+class PipelineBackbone:
+    """A diffusers pipeline folder: the frozen denoiser is the teacher, float32 copies of it the
+    student and the fake score. Text encoders stay frozen in `weight_dtype`."""
+
+    PIPELINE = "StableDiffusionPipeline"  # diffusers class that loads and exports the folder
+    COMPONENTS = SD_COMPONENTS            # sub-folders the teacher's folder must have
+    DENOISER = "unet"                     # the component TDM distils
+    ADAPTER = UNetAdapter                 # how the trainer talks to it (methods.common.adapters)
+    TEXT_ENCODERS = ("text_encoder",)
+    LOAD_KWARGS: dict = {}
+    STEP_CONDITIONING = True              # the denoiser takes K through `time_cond_proj_dim` (Eq. 8)
+    LORA_HOW_TO_LOAD = "pipe.load_lora_weights(<student folder>/lora) on the teacher's pipeline"
+
+    def __init__(self, config: TrainConfig, device: torch.device, weight_dtype: torch.dtype):
+        self._check_method(config)
+        self.config, self.device = config, device
+        self.prompts = prompt_source(config)
+        self.folder = resolve_teacher(config.teacher, self.COMPONENTS)
+        self.pipe = pipe = self._load()
+        denoiser = getattr(pipe, self.DENOISER)
+        self.resolution = self._resolution(denoiser)
+        latent = self.resolution // pipe.vae_scale_factor
+        self.latent_shape = (denoiser.config.in_channels, latent, latent)
+        torch.manual_seed(config.seed)  # LoRA's random init: from the config, not the process's history
+        # Copies first, from the weights as loaded, so that a bf16 teacher does not round them.
+        self.modules = {"student": self._trainable(denoiser), "fake_score": self._trainable(denoiser)}
+        teacher = denoiser.to(device, weight_dtype).requires_grad_(False).eval()
+        for name in self.TEXT_ENCODERS:
+            getattr(pipe, name).to(device, weight_dtype).requires_grad_(False).eval()
+        adapter = lambda model: self.ADAPTER.from_scheduler(model, pipe.scheduler)  # noqa: E731
+        self.roles = Roles(adapter(self.modules["student"]), adapter(self.modules["fake_score"]), adapter(teacher),
+                           NoiseSchedule.from_scheduler(pipe.scheduler))
+        with torch.no_grad():
+            self.uncond = self._encode_uncond()  # computed once: the same for every row
+
+    # --- what a subclass says about its pipeline -------------------------------------------------
+
+    def _encode(self, prompts: list[str]) -> dict:
+        """The adapter's cond dict for these prompts, one row each."""
+        raise NotImplementedError
+
+    def _encode_uncond(self) -> dict:
+        """The unconditional cond dict (one row) that the teacher's pipeline uses for CFG."""
+        return self._encode([""])
+
+    def _latent_multiple(self, denoiser) -> int:
+        """Latent sizes the denoiser takes are multiples of this (a UNet pads odd sizes itself)."""
+        return 1
+
+    def _save_lora(self, model, lora_dir: Path) -> None:
+        """The LoRA weights, where the teacher's `pipe.load_lora_weights` finds them."""
+        from peft.utils import get_peft_model_state_dict
+
+        # With the "unet." key prefix diffusers' loaders look for (bare keys are skipped with a warning).
+        type(self.pipe).save_lora_weights(
+            str(lora_dir), unet_lora_layers=get_peft_model_state_dict(model),
+            unet_lora_adapter_metadata=model.peft_config["default"].to_dict())
+
+    # --- shared ------------------------------------------------------------------------------------
+
+    def _check_method(self, config: TrainConfig) -> None:
+        method = config.method
+        if method.unify and method.step_conditioning and not self.STEP_CONDITIONING:
+            raise UserError(f"backbone={config.backbone} cannot be told the step count K (its {self.DENOISER} has "
+                            "no time_cond_proj_dim input), so TDM-unify's step conditioning (Eq. 8) is unavailable: "
+                            "train one K (steps=4, as the paper does) or set step_conditioning=false")
+
+    def _load(self):
+        import diffusers
+
+        try:
+            pipe = getattr(diffusers, self.PIPELINE).from_pretrained(
+                str(self.folder), local_files_only=True, **self.LOAD_KWARGS)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"cannot load the pipeline in {self.folder} as {self.PIPELINE}: "
+                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _resolution(self, denoiser) -> int:
+        """Pixels per side: config.resolution, or the teacher's native size."""
+        scale = self.pipe.vae_scale_factor
+        size = self.config.resolution or denoiser.config.sample_size * scale
+        multiple = scale * self._latent_multiple(denoiser)
+        if size % multiple:
+            raise UserError(f"resolution {size} does not suit this {self.DENOISER}: use a multiple of {multiple} "
+                            f"(the VAE's factor {scale} times the {self.DENOISER}'s {multiple // scale})")
+        return size
+
+    def _trainable(self, denoiser):
+        """Algorithm 1, line 1: a float32 copy of the teacher; with step conditioning and LoRA when asked."""
+        model = copy.deepcopy(denoiser).float().to(self.device)
+        if self.config.method.unify and self.config.method.step_conditioning:
+            model = with_step_conditioning(model)
+        if self.config.lora_rank:
+            add_lora(model, self.config.lora_rank)
+        return model.requires_grad_(True) if not self.config.lora_rank else model.train()
+
+    def batch(self, rng: BatchRandom, step: int):
+        """Noise, cond and uncond for this process's rows of the global batch of `step`."""
+        prompts = self.prompts(self.config.seed, step, rng.global_size)[rng.rows]
+        with torch.no_grad():
+            cond = _float(self._encode(list(prompts)))
+        uncond = _float({k: v.expand(len(prompts), *v.shape[1:]) for k, v in self.uncond.items()})
+        return rng.randn(*self.latent_shape), cond, uncond
+
+    def export(self, student, out: Path, K: int) -> Path:
+        """A pipeline folder of the teacher's class whose denoiser is the student for K steps (CFG baked in)."""
+        from diffusers import DPMSolverMultistepScheduler
+
+        model = copy.deepcopy(student).to("cpu").float()
+        lora_dir = None
+        if self.config.lora_rank:
+            lora_dir = out / "lora"
+            self._save_lora(model, lora_dir)
+            merge_lora(model)
+        if getattr(model.config, "time_cond_proj_dim", None) is not None:
+            model = fold_step_conditioning(model, K)
+        scheduler = DPMSolverMultistepScheduler.from_config(
+            self.pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
+        components = {**self.pipe.components, self.DENOISER: model, "scheduler": scheduler}
+        settings = {k: v for k, v in self.pipe.config.items() if not k.startswith("_") and k not in components}
+        type(self.pipe)(**components, **settings).save_pretrained(str(out))
+        scheduler.set_timesteps(K)
+        write_student_card(out, self.config, K, [int(t) for t in scheduler.timesteps], lora_dir,
+                           self.LORA_HOW_TO_LOAD if lora_dir else None)
+        return out
+
+
+def _float(cond: dict) -> dict:
+    """Floating tensors in float32 (accelerate's autocast picks the compute dtype); masks as they are."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in cond.items()}
+
+
+def add_lora(model, rank: int) -> None:
+    """LoRA of rank r on the attention projections (peft, in place); only adapters train, and the
+    step-condition projection when there is one."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    model.requires_grad_(False)
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                       target_modules=LORA_TARGETS), model)
+    cond_proj = getattr(getattr(model, "time_embedding", None), "cond_proj", None)
+    if cond_proj is not None:
+        cond_proj.requires_grad_(True)
+
+
+def merge_lora(model) -> None:
+    """Fold every LoRA adapter into its base layer and put the base layer back (in place)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
+    model.__dict__.pop("peft_config", None)
+
+
+def write_student_card(out: Path, config: TrainConfig, K: int, timesteps, lora_dir, lora_how_to_load=None) -> None:
+    from dataclasses import asdict
+
+    card = {"method": "TDM", "steps": K, "timesteps": timesteps, "guidance_scale": 1.0,
+            "note": "CFG is distilled into the student: sample with guidance_scale=1",
+            "lora": None if lora_dir is None else str(lora_dir.name), "config": asdict(config)}
+    if lora_how_to_load:
+        card["lora_how_to_load"] = lora_how_to_load
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tdm_student.json").write_text(json.dumps(card, indent=2, default=list))
+
+
+def prompt_source(config: TrainConfig):
+    """prompts(seed, step, n) -> the n prompts of the global batch of `step` (a pure function)."""
+    import numpy as np
+
+    if config.prompts == "tiny-sd15":
+        from harness.worlds.tiny_sd15.dataset import sample_scenes
+
+        return lambda seed, step, n: np.array([s.caption for s in sample_scenes(seed * 1_000_003 + step, n)],
+                                               dtype=object)
+    path = Path(config.prompts)
+    if not config.prompts or not path.is_file():
+        raise UserError(f"prompts={config.prompts!r}: expected 'tiny-sd15' or a text file with one prompt per line")
+    lines = np.array([line.strip() for line in path.read_text().splitlines() if line.strip()], dtype=object)
+    if not len(lines):
+        raise UserError(f"prompt file {path} holds no prompts")
+
+    def prompts(seed, step, n):
+        rng = np.random.default_rng([seed, step])
+        return lines[rng.integers(0, len(lines), n)]
+    return prompts
