@@ -75,7 +75,9 @@ def ranking_agreement(rows: list[dict]) -> list[dict]:
                     concordant += 1
                 else:
                     discordant += 1
-                    disagreements.append(f"{_name(a)} vs {_name(b)} ({a['steps']} steps)")
+                    spread = max(a["ours_std"] or 0.0, b["ours_std"] or 0.0)
+                    within = " (within seed spread)" if abs(ours) < spread else ""
+                    disagreements.append(f"{_name(a)} vs {_name(b)} ({a['steps']} steps){within}")
         pairs = concordant + discordant
         out.append({"table": rows[0]["table"], "world": world, "scale": scale, "metric": metric,
                     "kendall_tau": (concordant - discordant) / pairs if pairs else None,
@@ -112,9 +114,13 @@ def _views(table: Table, rows: list[dict]):
 
 def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
     first = part[0]
+    counts = sorted({r["n_seeds"] for r in part})
+    seeds = sorted({int(s) for r in part for s in r["seeds"].split()})
+    per_cell = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return (f"{table.id} ({table.title}) on {world}, {scale} scale: {first['iterations']} iterations at batch "
-            f"{first['batch_size']}, {first['n_samples']} samples per cell, mean ± std over seeds "
-            f"({first['n_seeds']} per cell: {first['seeds']}). Paper: HPSv2.1 on SD-v1.5.")
+            f"{first['batch_size']}, {first['n_samples']} samples per cell, mean ± std over {per_cell} training "
+            f"seeds per cell (seeds {', '.join(map(str, seeds))}; the CSV's n_seeds gives each cell's). "
+            "Paper: HPSv2.1 on SD-v1.5.")
 
 
 def markdown(table: Table, rows: list[dict], agreement: list[dict]) -> str:
@@ -191,15 +197,18 @@ def plot(table: Table, rows: list[dict], path: Path) -> None:
 def _draw(ax, table: Table, sel: list[dict], paper: bool) -> None:
     value = (lambda r: r["paper_value"]) if paper else (lambda r: r["ours_mean"])
     if table.plot == "steps":
-        for label in dict.fromkeys(r["row"] for r in sel):
+        for i, label in enumerate(dict.fromkeys(r["row"] for r in sel)):  # same colour per row in every panel
             pts = sorted((r["steps"], value(r), r["ours_std"]) for r in sel if r["row"] == label
                          and value(r) is not None)
-            if len(pts) > 1 or (pts and not paper):
+            if pts:
                 xs, ys = [p[0] for p in pts], [p[1] for p in pts]
                 errs = None if paper or pts[0][2] is None else [p[2] or 0 for p in pts]
-                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label[:34])
+                ax.errorbar(xs, ys, yerr=errs, marker="o" if len(pts) > 1 else "s", capsize=3, color=f"C{i}",
+                            label=label[:34], linestyle="-" if len(pts) > 1 else "none")
         ax.set_xlabel("steps")
         ax.set_xticks([1, 2, 4])
+        if not paper and sel and (sel[0]["metric"].startswith("fd") or sel[0]["metric"] == "sliced_wasserstein"):
+            ax.set_yscale("log")
         if paper:
             ax.legend(fontsize=6)
         return
