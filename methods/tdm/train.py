@@ -141,12 +141,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
             timed_from = time.perf_counter()
         timed_steps += step > start + 1
         if (step + 1) % config.log_every == 0 or step + 1 == config.iterations:
-            record = {"step": step + 1, "K": K, **{f"loss/{k}": v for k, v in losses.items()}}
-            accelerator.log(record, step=step + 1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
-            if accelerator.is_main_process:
-                with losses_file.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+            _log_losses(accelerator, bar, losses_file, step + 1, K, losses)
         if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.iterations):
             save_checkpoint(accelerator, output_dir, step + 1, config.keep_checkpoints)
     _sync(accelerator)
@@ -167,6 +162,16 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
                                for K in method.steps] if config.export else []
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _log_losses(accelerator, bar, losses_file: Path, step: int, K: int, losses: dict) -> None:
+    """To the trackers, the progress bar and (main process only) losses.jsonl."""
+    record = {"step": step, "K": K, **{f"loss/{k}": v for k, v in losses.items()}}
+    accelerator.log(record, step=step)
+    bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+    if accelerator.is_main_process:
+        with losses_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def _flops(output_dir: Path) -> dict:
