@@ -79,11 +79,7 @@ def markdown(table: Table, rows: list[dict]) -> str:
     out = [f"# {table.id}: {table.title}", "", "## Ours, measured", "",
            "| world | scale | variant | runs | iterations | batch | s / iteration | device hours | "
            "GFLOPs / iteration | total PFLOPs |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    ours = defaultdict(dict)
-    for r in rows:
-        if r["source"] == "ours":
-            ours[(r["world"], r["scale"], r["method"], r["n_runs"])][r["metric"]] = r["value"]
-    for (world, scale, method, n), m in ours.items():
+    for (world, scale, method, n), m in _measured(rows).items():
         out.append(f"| {world} | {scale} | {method} | {n} | {m['iterations']} | {m['batch_size']} | "
                    f"{_num(m['seconds_per_iteration'], 3)} | {_num(m['device_hours'], 3)} | "
                    f"{_num(m['flops_per_iteration'], 1, 1e9)} | {_num(m['total_flops'], 1, 1e15)} |")
@@ -100,6 +96,47 @@ def markdown(table: Table, rows: list[dict]) -> str:
         cost = [f"{v:g} {k.replace('training_cost_', '').replace('_', ' ')}" for k, v in m.items() if k != "hps"]
         out.append(f"| {method} | {backbone} | {m.get('hps', '')} | {', '.join(cost)} |")
     return "\n".join(out) + "\n"
+
+
+def _measured(rows: list[dict]) -> dict:
+    ours = defaultdict(dict)
+    for r in rows:
+        if r["source"] == "ours":
+            ours[(r["world"], r["scale"], r["method"], r["n_runs"])][r["metric"]] = r["value"]
+    return ours
+
+
+def latex(table: Table, rows: list[dict]) -> str:
+    out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lllrrrrr}", r"\toprule",
+           r"World & Variant & Runs & Iterations & Batch & s/iter & Device hours & GFLOPs/iter \\", r"\midrule"]
+    for (world, scale, method, n), m in _measured(rows).items():
+        out.append(f"{world} ({scale}) & {method} & {n} & {m['iterations']} & {m['batch_size']} & "
+                   f"{_num(m['seconds_per_iteration'], 3)} & {_num(m['device_hours'], 3)} & "
+                   f"{_num(m['flops_per_iteration'], 1, 1e9)} \\\\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\caption{Measured training cost of our runs (Table 3 of the paper "
+            r"reports A800/A100 days for real backbones).}", r"\end{table}", ""]
+    return "\n".join(out).replace("_", r"\_")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Device hours per training variant, one panel per world."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours = _measured(rows)
+    worlds = sorted({(w, s) for w, s, _, _ in ours})
+    fig, axes = plt.subplots(1, len(worlds), figsize=(5 * len(worlds), 3.2), squeeze=False)
+    for ax, (world, scale) in zip(axes[0], worlds):
+        items = [(method, m) for (w, s, method, _), m in ours.items() if (w, s) == (world, scale)]
+        ax.bar(range(len(items)), [m["device_hours"] or 0 for _, m in items], color="tab:blue")
+        ax.set_xticks(range(len(items)), [name for name, _ in items], rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"{world} ({scale}): device hours per run", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _num(value, digits, unit=1.0) -> str:

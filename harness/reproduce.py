@@ -96,6 +96,8 @@ def write_cost_report(table: Table, results_dir: Path, out_dir: Path) -> str:
     md = cost.markdown(table, rows)
     _write_text(out_dir / f"{table.id}.csv", _csv(rows, cost.COST_COLUMNS))
     _write_text(out_dir / f"{table.id}.md", md)
+    _write_text(out_dir / f"{table.id}.tex", cost.latex(table, rows))
+    cost.plot(rows, out_dir / f"{table.id}.png")
     return md
 
 

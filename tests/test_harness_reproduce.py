@@ -131,3 +131,11 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "scale reduced: 13 cells from 5 training runs" in out and "4step-no-is-seed0" in out
     assert not (tmp_path / "r").exists()
+
+
+def test_table3_reports_the_cost_of_the_runs_beside_the_paper(table7):
+    assert run("table3", "--results-dir", str(table7), "--no-progress") == 0
+    csv = (table7 / "paper_tables" / "table3.csv").read_text()
+    assert "ours,gmm,smoke,4step-clean" in csv and "paper,,,TDM,SDXL" in csv
+    for suffix in (".md", ".tex", ".png"):
+        assert (table7 / "paper_tables" / f"table3{suffix}").stat().st_size > 0
