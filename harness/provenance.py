@@ -50,16 +50,19 @@ def provenance(device: str | torch.device) -> dict:
     }
 
 
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: readers never see half a file."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

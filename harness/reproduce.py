@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 
-from methods.common.cli import OneLineParser, quiet_libraries
+from methods.common.cli import OneLineParser, check_device, quiet_libraries
 from methods.common.errors import UserError
 
 from . import cost, report
-from .provenance import write_json_atomic
+from .provenance import write_json_atomic, write_text_atomic
 from .runner import Job, Runner, read_result
 from .scales import SCALES, get_scale
 from .tables import TABLES, Table, check_world, get_table
@@ -44,12 +41,6 @@ def cmd_list() -> None:
         what = {"grid": f"{len(table.cells())} cells", "cost": f"cost of {', '.join(table.cost_of)}",
                 "published": "published numbers only"}[table.kind]
         print(f"{table.id}  {table.title}\n         {what}; {runs}; needs {table.needs}")
-
-
-def _device(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device cuda was asked for, but torch {torch.__version__} sees no CUDA GPU")
-    return name
 
 
 def _writable(folder: Path) -> Path:
@@ -82,9 +73,9 @@ def write_grid_report(table: Table, results_dir: Path, out_dir: Path) -> str:
         return f"{table.id}: no results in {results_dir / table.id} yet"
     agreement = report.ranking_agreement(rows)
     md = report.markdown(table, rows, agreement)
-    _write_text(out_dir / f"{table.id}.csv", _csv(rows, report.CSV_COLUMNS))
-    _write_text(out_dir / f"{table.id}.md", md)
-    _write_text(out_dir / f"{table.id}.tex", report.latex(table, rows))
+    write_text_atomic(out_dir / f"{table.id}.csv", _csv(rows, report.CSV_COLUMNS))
+    write_text_atomic(out_dir / f"{table.id}.md", md)
+    write_text_atomic(out_dir / f"{table.id}.tex", report.latex(table, rows))
     write_json_atomic(out_dir / f"{table.id}-ranking.json", {"table": table.id, "ranking_agreement": agreement})
     report.plot(table, rows, out_dir / f"{table.id}.png")
     return md
@@ -94,9 +85,9 @@ def write_cost_report(table: Table, results_dir: Path, out_dir: Path) -> str:
     records = load_records(results_dir, table.cost_of)
     rows = cost.measured_rows(records) + cost.projected_rows() + cost.published_rows(table)
     md = cost.markdown(table, rows)
-    _write_text(out_dir / f"{table.id}.csv", _csv(rows, cost.COST_COLUMNS))
-    _write_text(out_dir / f"{table.id}.md", md)
-    _write_text(out_dir / f"{table.id}.tex", cost.latex(table, rows))
+    write_text_atomic(out_dir / f"{table.id}.csv", _csv(rows, cost.COST_COLUMNS))
+    write_text_atomic(out_dir / f"{table.id}.md", md)
+    write_text_atomic(out_dir / f"{table.id}.tex", cost.latex(table, rows))
     cost.plot(rows, out_dir / f"{table.id}.png")
     return md
 
@@ -107,13 +98,6 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     writer.writeheader()
     writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in columns} for r in rows)
     return buf.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _seeds(text: str | None, scale) -> tuple[int, ...]:
@@ -135,7 +119,7 @@ def reproduce(args) -> None:
             raise UserError(f"{table.id} cannot run yet: it needs {table.needs}; its published numbers are in "
                             f"paper_tables/published/{table.id}.csv")
         check_world(table, args.world)
-    device = _device(args.device)
+    device = check_device(args.device)
     scale = get_scale(args.scale if args.scale != "auto" else ("full" if device == "cuda" else "reduced"))
     seeds = _seeds(args.seeds, scale)
     results_dir = Path(args.results_dir)

@@ -17,7 +17,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from baselines.base import SamplerSpec
@@ -26,7 +25,7 @@ from harness.provenance import provenance, write_json_atomic
 from harness.worlds import check_world
 from harness.worlds.tiny_sd15 import grammar
 from harness.worlds.tiny_sd15.judge import PIPELINE, EvalConfig, Judge
-from methods.common.cli import OneLineParser, apply_overrides, quiet_libraries
+from methods.common.cli import OneLineParser, check_device, apply_overrides, quiet_libraries
 from methods.common.errors import UserError
 from methods.common.pipeline_io import load_sd_pipeline
 
@@ -52,12 +51,6 @@ def _solver_list(text: str) -> list[str]:
     return values
 
 
-def _device(name: str) -> str:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} was asked for, but torch {torch.__version__} sees no CUDA GPU")
-    return name
-
-
 def _check_output(path: Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     probe = parent
@@ -69,7 +62,7 @@ def _check_output(path: Path) -> Path:
 
 
 def cmd_evaluate(args) -> None:
-    device = _device(args.device)
+    device = check_device(args.device)
     pipe = load_sd_pipeline(args.pipeline, device)
     cfg = replace(EvalConfig(), n_prompts=args.n_prompts, classifier=args.classifier)
     if not (Path(args.classifier) / "model.safetensors").is_file():
@@ -136,7 +129,7 @@ def render_markdown(rows: list[dict], floors: dict, guidance: float, cfg: EvalCo
 def cmd_sample(args) -> None:
     for prompt in args.prompt:
         grammar.parse_prompt(prompt)  # the world's judge only understands its own grammar
-    device = _device(args.device)
+    device = check_device(args.device)
     out = _check_output(Path(args.out))
     spec = SamplerSpec(f"teacher-{args.solver}-{args.steps}", "tiny-sd15", str(args.pipeline), args.solver,
                        args.steps, args.guidance)
@@ -152,7 +145,7 @@ def cmd_sample(args) -> None:
 def cmd_grid(args) -> None:
     from harness.worlds.tiny_sd15.figures import teacher_grid
 
-    device = _device(args.device)
+    device = check_device(args.device)
     out = _check_output(Path(args.out))
     teacher_grid(args.pipeline, out, device=device, guidance=args.guidance)
     print(f"wrote {out}")
@@ -164,7 +157,7 @@ def cmd_build(args) -> None:
     cfg = apply_overrides(BuildConfig(), args.set)
     if args.previous and not (Path(args.previous) / "build.json").is_file():
         raise UserError(f"--previous {args.previous} is not a world build: build.json is missing there")
-    device = _device(args.device)
+    device = check_device(args.device)
     out = _check_output(Path(args.out) / "build.json").parent
     record = build(out, cfg, device, previous=args.previous)
     print(json.dumps(record, indent=2))

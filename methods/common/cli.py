@@ -88,3 +88,12 @@ def quiet_libraries() -> None:
     for library in (transformers, diffusers):
         library.utils.logging.set_verbosity_error()
         library.utils.logging.disable_progress_bar()
+
+
+def check_device(name: str | None) -> str | None:
+    """The device name, or a UserError when a CUDA device is asked for and none is visible."""
+    import torch
+
+    if name is not None and name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for, but torch {torch.__version__} sees no CUDA GPU")
+    return name

@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from methods.common.cli import OneLineParser, quiet_libraries, settable_fields
+from methods.common.cli import OneLineParser, check_device, quiet_libraries, settable_fields
 from methods.common.errors import UserError
 
 from .backbones import load_backbone, step_condition
@@ -68,8 +68,7 @@ def _accelerator(config: TrainConfig, device: str | None):
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is visible")
+    check_device(device)
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     mode, weight_dtype = precision(config, torch.device("cpu" if cpu else "cuda"))
     output_dir = Path(config.output_dir)
