@@ -62,13 +62,18 @@ class GMMBackbone:
         self.config, self.device = config, device
         self.mixture = GaussianMixture.default()
         schedule = sd15_schedule()
-        teacher = ExactDenoiser(self.mixture, schedule)
+        teacher = self.teacher = ExactDenoiser(self.mixture, schedule)
         torch.manual_seed(config.seed)
-        self.modules = {"student": ResidualStudent(teacher, self.mixture.classes).to(device),
-                        "fake_score": ResidualStudent(teacher, self.mixture.classes).to(device)}
+        self.modules = {"student": self.trainable_copy(device), "fake_score": self.trainable_copy(device)}
         self.roles = Roles(ModuleDenoiser(self.modules["student"]), ModuleDenoiser(self.modules["fake_score"]),
                            teacher, schedule)
         self.latent_shape = (self.mixture.dim,)
+
+    def trainable_copy(self, device):
+        """A fresh residual MLP of the student's architecture (random init from torch's global RNG)."""
+        from harness.worlds.gmm import ResidualStudent
+
+        return ResidualStudent(self.teacher, self.mixture.classes).to(device)
 
     def batch(self, rng: BatchRandom, step: int):
         labels = rng.randint(self.mixture.classes)

@@ -138,14 +138,18 @@ class PipelineBackbone:
                             f"(the VAE's factor {scale} times the {self.DENOISER}'s {multiple // scale})")
         return size
 
-    def _trainable(self, denoiser):
+    def _trainable(self, denoiser, device=None):
         """Algorithm 1, line 1: a float32 copy of the teacher; with step conditioning and LoRA when asked."""
-        model = copy.deepcopy(denoiser).float().to(self.device)
+        model = copy.deepcopy(denoiser).float().to(device or self.device)
         if self.config.method.unify and self.config.method.step_conditioning:
             model = with_step_conditioning(model)
         if self.config.lora_rank:
             add_lora(model, self.config.lora_rank)
         return model.requires_grad_(True) if not self.config.lora_rank else model.train()
+
+    def trainable_copy(self, device):
+        """A network of the student's architecture (its weights to be loaded), e.g. to gather FSDP shards into."""
+        return self._trainable(self.roles.teacher.model, device)
 
     def batch(self, rng: BatchRandom, step: int):
         """Noise, cond and uncond for this process's rows of the global batch of `step`."""

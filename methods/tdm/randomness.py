@@ -46,7 +46,15 @@ class BatchRandom:
 
     def randint(self, high: int) -> torch.Tensor:
         """Uniform integers in [0, high) per local row."""
-        return torch.randint(0, high, (self.global_size,), generator=self.generator)[self.rows].to(self.device)
+        return self.local(self.randint_global(high))
+
+    def randint_global(self, high: int) -> torch.Tensor:
+        """Uniform integers in [0, high) for every row of the global batch (on CPU, the same on every process)."""
+        return torch.randint(0, high, (self.global_size,), generator=self.generator)
+
+    def local(self, full: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a global-batch tensor, on its device."""
+        return full[self.rows].to(self.device)
 
     def choice(self, options) -> object:
         """One option for the whole batch (the same on every process), e.g. K for TDM-unify."""

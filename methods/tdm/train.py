@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -53,7 +54,8 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None
     """accelerate's state (networks, optimisers, RNG) plus the step, written then renamed into place."""
     root = output_dir / CHECKPOINTS
     final, partial = root / f"step-{step:06d}", root / f".partial-step-{step:06d}"
-    accelerator.save_state(str(partial))  # every process must call it; only the main one writes
+    accelerator.save_state(str(partial))  # every process calls it: each writes its RNG state (FSDP: its shard)
+    accelerator.wait_for_everyone()  # all files are in `partial` before it is renamed
     if accelerator.is_main_process:
         (partial / "state.json").write_text(json.dumps({"step": step}))
         shutil.rmtree(final, ignore_errors=True)
@@ -66,7 +68,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None
 def _accelerator(config: TrainConfig, device: str | None):
     """accelerate's Accelerator for this run, and the dtype of the frozen networks."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
     check_device(device)
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
@@ -74,21 +76,28 @@ def _accelerator(config: TrainConfig, device: str | None):
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=cpu, mixed_precision=mode, log_with=None if config.tracker == "none" else config.tracker,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")))
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # No buffer broadcast at each forward: the networks' buffers are constants, and the
+        # broadcast would be one more collective per student call.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
     return accelerator, weight_dtype
 
 
 def _prepare(accelerator, backbone, method) -> tuple[object, dict]:
-    """AdamW per role (App. D), everything through accelerate.prepare; the roles see the wrapped networks."""
-    optimisers = {
-        name: torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
-                                lr=method.lr_student if name == "student" else method.lr_fake,
-                                betas=method.adam_betas, weight_decay=0.0)
-        for name, module in backbone.modules.items()}
-    student, fake_score, optimisers["student"], optimisers["fake_score"] = accelerator.prepare(
-        backbone.modules["student"], backbone.modules["fake_score"], optimisers["student"], optimisers["fake_score"])
-    backbone.roles.student.model, backbone.roles.fake_score.model = student, fake_score
-    return student, optimisers
+    """AdamW per role (App. D), each network with its optimiser through accelerate.prepare (DDP or
+    FSDP wrapping; FSDP2 takes one network per call). The roles then see the wrapped networks.
+
+    The order fixes the checkpoint's file names: model.safetensors is the student, model_1 the fake score.
+    """
+    wrapped, optimisers = {}, {}
+    for name in ("student", "fake_score"):
+        module = backbone.modules[name]
+        optimiser = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
+                                      lr=method.lr_student if name == "student" else method.lr_fake,
+                                      betas=method.adam_betas, weight_decay=0.0)
+        wrapped[name], optimisers[name] = accelerator.prepare(module, optimiser)
+    backbone.roles.student.model, backbone.roles.fake_score.model = wrapped["student"], wrapped["fake_score"]
+    return wrapped["student"], optimisers
 
 
 def _resume(accelerator, output_dir: Path) -> int:
@@ -104,6 +113,9 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
     output_dir, method = Path(config.output_dir), config.method
     accelerator, weight_dtype = _accelerator(config, device)
+    if method.batch_size % accelerator.num_processes:
+        raise UserError(f"batch_size={method.batch_size} is the global batch and must divide evenly over "
+                        f"{accelerator.num_processes} processes")
     backbone = load_backbone(config, accelerator.device, weight_dtype)
     student, optimisers = _prepare(accelerator, backbone, method)
     start = _resume(accelerator, output_dir)
@@ -132,9 +144,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         with counter, accelerator.autocast():
             losses = train_step(method, backbone.roles, optimisers, noise, cond, uncond, rng, K,
                                 step_condition(config, K, rng.local_size, accelerator.device), accelerator)
-        if step == 0 and accelerator.is_main_process:
-            (output_dir / FLOPS).write_text(json.dumps({"flops_per_iteration": counter.get_total_flops(),
-                                                        "flops_counted_at_K": K}))
+        if step == 0:
+            _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
         if step == start + 1:  # time from the second iteration: the first pays for warm-up
             _sync(accelerator)
             timed_from = time.perf_counter()
@@ -155,16 +166,47 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "wall_seconds": time.perf_counter() - wall_start, **_flops(output_dir), "batch_size": method.batch_size,
         "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes, "device": str(accelerator.device),
     }
+    trained = _plain_student(accelerator, backbone, student) if config.export else None
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(student)
-        summary["exported"] = [str(backbone.export(unwrapped, output_dir / f"student-K{K}", K))
+        summary["exported"] = [str(backbone.export(trained, output_dir / f"student-K{K}", K))
                                for K in method.steps] if config.export else []
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def _plain_student(accelerator, backbone, student):
+    """The trained student as a plain module on the main process (None on the others).
+
+    Under FSDP each process holds a shard of the weights: they are gathered into a fresh copy
+    (every process must take part). Otherwise the unwrapped module is the student itself.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return accelerator.unwrap_model(student) if accelerator.is_main_process else None
+    state = accelerator.get_state_dict(student)  # full weights on the main process
+    if not accelerator.is_main_process:
+        return None
+    model = backbone.trainable_copy("cpu")
+    model.load_state_dict(state)
+    return model
+
+
+def _write_flops(accelerator, path: Path, flops: int, K: int) -> None:
+    """FLOPs of iteration 0 over all processes (each counted its own rows)."""
+    total = accelerator.reduce(torch.tensor(float(flops), dtype=torch.float64, device=accelerator.device), "sum")
+    if accelerator.is_main_process:
+        path.write_text(json.dumps({"flops_per_iteration": int(total.item()), "flops_counted_at_K": K}))
+
+
 def _log_losses(accelerator, bar, losses_file: Path, step: int, K: int, losses: dict) -> None:
-    """To the trackers, the progress bar and (main process only) losses.jsonl."""
+    """To the trackers, the progress bar and (main process only) losses.jsonl.
+
+    Each loss is averaged over the processes: the mean over the global batch, as one process
+    computes it, since every process holds the same number of rows.
+    """
+    means = accelerator.reduce(torch.stack(list(losses.values())).float(), "mean").tolist()
+    losses = dict(zip(losses, means))
     record = {"step": step, "K": K, **{f"loss/{k}": v for k, v in losses.items()}}
     accelerator.log(record, step=step)
     bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
@@ -208,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the presets and exit")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value may come before or after the flags
     if args.list:
         for name, overrides in PRESETS.items():
             print(f"{name:34s} {' '.join(f'{k}={v}' for k, v in overrides.items())}")
@@ -218,9 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     bad = [item for item in args.overrides if "=" not in item]
     if bad:
         parser.error(f"expected key=value, got {bad[0]!r}")
+    main_process = os.environ.get("RANK", "0") == "0"  # set by accelerate launch / torchrun
     try:
         config = resolve(args.preset, args.overrides)
-        print(json.dumps(asdict(config), indent=2))
+        if main_process:
+            print(json.dumps(asdict(config), indent=2))
         if args.dry_run:
             return 0
         quiet_libraries()
@@ -228,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2))
+    if main_process:
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -90,10 +90,10 @@ def _fisher_step(cfg, roles, sample, x, t_x, tau, noise, cond, uncond, step_cond
 
 def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, uncond, rng: BatchRandom,
                K: int, step_cond=None, accelerator=None) -> dict:
-    """Algorithm 1, lines 3-13, for one batch and one step count K."""
-    m = rng.randint(K)  # which segment of the trajectory each sample trains (line 4)
-    sample = student_trajectory(roles.student, roles.schedule, noise, cond, K, m, cfg.solver, step_cond,
-                                cfg.num_train_timesteps)
+    """Algorithm 1, lines 3-13, for one batch and one step count K; the losses of this process's rows."""
+    m_global = rng.randint_global(K)  # which segment of the trajectory each sample trains (line 4)
+    sample = student_trajectory(roles.student, roles.schedule, noise, cond, K, rng.local(m_global), cfg.solver,
+                                step_cond, cfg.num_train_timesteps, rollout_to=int(m_global.min()))
     losses = {}
     for _ in range(cfg.fake_updates):  # lines 7-10
         loss = fake_score_step(cfg, roles, sample, cond, step_cond, rng)
@@ -103,8 +103,13 @@ def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, unco
     return losses
 
 
-def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None) -> float:
-    """One clipped AdamW step on one role's loss (through accelerate when it is there: DDP, scaling)."""
+def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None) -> torch.Tensor:
+    """One clipped AdamW step on one role's loss (through accelerate when it is there: DDP, scaling).
+
+    Returns the detached loss of this process's rows; no `.item()`, which would wait for the GPU
+    every iteration. Under DDP the gradient is averaged over processes before clipping, so the
+    clip sees the global batch's gradient norm, as one process would.
+    """
     optimiser.zero_grad(set_to_none=True)
     params = [p for g in optimiser.param_groups for p in g["params"]]
     if accelerator is None:
@@ -114,4 +119,4 @@ def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None) -
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, grad_clip)
     optimiser.step()
-    return loss.detach().item()
+    return loss.detach()

@@ -31,9 +31,17 @@ def _step(schedule, solver, x, x0, t_cur, t_next, prev):
 
 
 def student_trajectory(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor,
-                       solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000) -> TrajectorySample:
-    """x_{t_m} for each sample's segment index m (n,) in 0..K-1, from noise at b_K."""
+                       solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
+                       rollout_to: int | None = None) -> TrajectorySample:
+    """x_{t_m} for each sample's segment index m (n,) in 0..K-1, from noise at b_K.
+
+    The no-grad roll-out goes down to segment `rollout_to` (default: min(m)). Several processes
+    pass the global batch's minimum, so that each makes the same number of student calls: under
+    FSDP every call gathers the weights from all processes, and one that stopped early would
+    leave the others waiting.
+    """
     bounds = interval_bounds(K, T)
+    deepest = int(m.min()) if rollout_to is None else rollout_to
     x, prev = noise, None
     x_start = torch.empty_like(noise)
     x0_prev_at = {}
@@ -42,7 +50,7 @@ def student_trajectory(student, schedule, noise: torch.Tensor, cond: dict, K: in
             here = m == j - 1
             x_start[here] = x[here]
             x0_prev_at[j] = prev
-            if j - 1 <= int(m.min()):
+            if j - 1 <= deepest:
                 break
             t = torch.full((len(x),), bounds[j], device=x.device)
             x0 = student.x0(x, t, cond, step_cond)

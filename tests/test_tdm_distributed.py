@@ -1,0 +1,113 @@
+"""Several processes compute what one does: `accelerate launch --num_processes 2` (DDP over gloo,
+on CPU) against `python -m methods.tdm.train`, same global batch and seeds.
+
+Tolerance: two processes average two half-batch gradients where one process takes the mean
+over the whole batch, so sums are rounded in another order; nothing else differs. Logged
+losses agree to a relative 1e-4 and final weights (student and fake score) to an absolute
+1e-4, far below one training step (tiny-sd15 moves the fake score by 1.08 in L2 norm over
+these 10 iterations; the two runs differ by 1.6e-5). A process that drew its own randomness,
+or saw another process's rows, differs at the first logged step by orders of magnitude more.
+
+A SIGKILL of either process stops the launch; the same command then resumes from the last
+checkpoint and ends bit-identical to an uninterrupted two-process run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from methods.tdm import launch
+from methods.tdm.compare import checkpoint_weights, loss_differences, read_losses, weight_differences
+
+LOSS_RTOL = 1e-4
+WEIGHT_ATOL = 1e-4
+
+RUNS = {  # preset and overrides: small, but every part of an iteration (unify's K, step conditioning, IS)
+    "gmm": ["--preset", "gmm-unify", "iterations=30", "batch_size=64", "checkpoint_every=30", "log_every=1"],
+    "tiny-sd15": ["--preset", "tiny-sd15-unify", "iterations=10", "batch_size=8", "checkpoint_every=10",
+                  "log_every=1"],
+}
+
+
+def train_command(processes: int, args: list[str], out: Path) -> list[str]:
+    return launch.train_command(processes, [*args, "tracker=none", "export=false", f"output_dir={out}",
+                                            "--device", "cpu", "--no-progress"])
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+def run(processes: int, args: list[str], out: Path) -> None:
+    done = subprocess.run(train_command(processes, args, out), env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("world", list(RUNS))
+def test_two_processes_train_what_one_does(world, tmp_path):
+    run(1, RUNS[world], tmp_path / "one")
+    run(2, RUNS[world], tmp_path / "two")
+
+    one, two = read_losses(tmp_path / "one"), read_losses(tmp_path / "two")
+    iterations = int(next(a for a in RUNS[world] if a.startswith("iterations=")).split("=")[1])
+    assert len(one) == len(two) == iterations  # one line per logged step: only the main process writes
+    for key, worst in loss_differences(one, two).items():  # also checks that steps and K agree
+        assert worst <= LOSS_RTOL, f"{key} differs by {worst:.3g} (relative)"
+    for role, worst in weight_differences(checkpoint_weights(tmp_path / "one"),
+                                          checkpoint_weights(tmp_path / "two")).items():
+        assert worst <= WEIGHT_ATOL, f"{role}: weights differ by {worst:.3g}"
+    flops = [json.loads((tmp_path / name / "flops.json").read_text())["flops_per_iteration"] for name in ("one", "two")]
+    assert flops[0] == flops[1]  # summed over the processes: the global batch's FLOPs
+
+
+KILL_RUN = ["--preset", "gmm-4step", "iterations=400", "batch_size=64", "checkpoint_every=40", "log_every=10",
+            "keep_checkpoints=20"]
+
+
+def _worker(launcher: subprocess.Popen, rank: int, timeout: float = 60) -> psutil.Process:
+    """The training process of this rank, among the launcher's children."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            try:
+                if child.environ().get("RANK") == str(rank) and "methods.tdm.train" in " ".join(child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no training process of rank {rank} appeared")
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_killed_process_stops_the_run_and_the_restart_resumes_it(rank, tmp_path):
+    run(2, KILL_RUN, tmp_path / "whole")
+
+    out = tmp_path / "killed"
+    launcher = subprocess.Popen(train_command(2, KILL_RUN, out), env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    victim = _worker(launcher, rank)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "step-000080" / "state.json").exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before its 2nd checkpoint"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert launcher.wait(timeout=120) != 0  # the launcher takes the other process down and fails
+    for child in psutil.Process().children(recursive=True):  # nothing left running
+        assert "methods.tdm.train" not in " ".join(child.cmdline())
+    killed_at = max(r["step"] for r in read_losses(out))
+    assert killed_at < 400
+
+    run(2, KILL_RUN, out)  # the same command again
+    assert read_losses(out) == read_losses(tmp_path / "whole")
+    resumed, whole = checkpoint_weights(out), checkpoint_weights(tmp_path / "whole")
+    for role in whole:
+        assert all(torch.equal(resumed[role][k], whole[role][k]) for k in whole[role]), role
