@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 import json
+import os
 import sys
 import tempfile
 import time
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "checkpoint_every=0", "export=false", "tracker=none", "log_every=1",
                                       f"output_dir={Path(tmp) / 'run'}", *args.overrides])
             summary = train(config, args.device)
+            if os.environ.get("RANK", "0") != "0":  # under accelerate launch only the main process reports
+                return 0
             losses = [json.loads(line) for line in (Path(tmp) / "run" / "losses.jsonl").read_text().splitlines()]
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -29,13 +29,17 @@ def train_command(processes: int, args: list[str], fsdp: bool = False, mixed_pre
     """argv for `methods.tdm.train` with `args` (preset, key=value, flags) on this many processes.
 
     By default one process without FSDP is the plain python command, anything else goes
-    through `accelerate launch` (launcher=True forces it, e.g. one DDP process). `mixed_precision`
+    through `accelerate launch` (launcher=True forces a launcher; one DDP process goes through
+    torchrun, which accelerate's own launcher calls and which accepts one process). `mixed_precision`
     is accelerate's launch flag; the trainer sets its own from the config either way.
     """
     if launcher is None:
         launcher = processes > 1 or fsdp
     if not launcher:
         return [sys.executable, "-m", "methods.tdm.train", *args]
+    if processes == 1 and not fsdp:  # accelerate's --multi_gpu wants 2 or more; its launcher is torchrun
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+                "-m", "methods.tdm.train", *args]
     mode = ["--config_file", str(FSDP_CONFIG)] if fsdp else ["--multi_gpu"]
     return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
             "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no",

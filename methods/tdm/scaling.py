@@ -37,7 +37,7 @@ def _train(processes: int, args: list[str], out: Path, fsdp: bool, launched: boo
     with log.open("w") as f:
         done = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
     if done.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
+        tail = "".join(log.read_text().splitlines(keepends=True)[-150:])
         raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{tail}")
     summary = json.loads((out / "summary.json").read_text())
     return {**summary, "command": " ".join(command[1:]), "launch_seconds": round(time.perf_counter() - started, 1)}
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-gpu-batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--skip-check", action="store_true", help="throughput only")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: processes over gloo (a test)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
     n = args.processes
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = args.pipeline or str(BUILDERS[args.backbone](tmp / f"{args.backbone}-random"))
         (tmp / "prompts.txt").write_text("\n".join(PROMPTS))
         common = ["--preset", args.backbone, f"teacher={pipeline}", f"prompts={tmp / 'prompts.txt'}",
-                  "tracker=none", "checkpoint_every=0", "log_every=1", "--device", "cuda", *args.overrides]
+                  "tracker=none", "checkpoint_every=0", "log_every=1", "--device", args.device, *args.overrides]
         record = {"what": f"TDM on {n} process(es) ({'FSDP2' if args.fsdp else 'DDP'}) against one, "
                           f"{args.backbone} architecture on random weights",
                   "command": "python -m methods.tdm.scaling " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         record["scaling"] = {"per_gpu_batch": args.per_gpu_batch, "iterations": args.iterations,
                              "samples_per_second": {"1 (python)": one, f"{n} (accelerate launch)": many},
                              "efficiency": many / (n * one), "runs": runs}
-        record["provenance"] = provenance("cuda")
+        record["provenance"] = provenance(args.device)
         write_json_atomic(args.out, record)
     print(json.dumps({k: v for k, v in record.items() if k not in ("equivalence", "scaling")} | {
         "equivalence": {k: v for k, v in record.get("equivalence", {}).items() if k != "runs"},

@@ -1,13 +1,17 @@
 """Train a TDM student.
 
     python -m methods.tdm.train --preset tiny-sd15-4step [key=value ...] [--dry-run]
-    accelerate launch --num_processes 2 -m methods.tdm.train --preset ...
+    accelerate launch --multi_gpu --num_processes 2 -m methods.tdm.train --preset ...   (DDP)
+    accelerate launch --config_file methods/tdm/accelerate_configs/fsdp.yaml --num_processes 2 -m ...  (FSDP2)
     python -m methods.tdm.train --list
 
 The resolved config is printed and written to <output_dir>/config.json. Checkpoints go to
 <output_dir>/checkpoints/step-NNNNNN; running the same command again resumes from the
 latest one. At the end the student is exported, one diffusers pipeline folder per step
 count, to <output_dir>/student-K<K>, with a timing summary in <output_dir>/summary.json.
+
+On N processes `batch_size` stays the global batch and each process trains its rows of it
+(randomness.py); only the main process writes logs, config, summary and exports.
 """
 from __future__ import annotations
 
@@ -164,7 +168,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "samples_per_second": method.batch_size * timed_steps / seconds if seconds else None,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if accelerator.device.type == "cuda" else None,
         "wall_seconds": time.perf_counter() - wall_start, **_flops(output_dir), "batch_size": method.batch_size,
-        "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes, "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes,
+        "distributed": accelerator.distributed_type.value, "device": str(accelerator.device),
     }
     trained = _plain_student(accelerator, backbone, student) if config.export else None
     if accelerator.is_main_process:

@@ -117,6 +117,9 @@ def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None) -
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     else:
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(params, grad_clip)
+        if accelerator.is_fsdp2:  # torch's clip handles sharded (DTensor) gradients; accelerate's would
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)  # compare our list with each network's, elementwise
+        else:
+            accelerator.clip_grad_norm_(params, grad_clip)
     optimiser.step()
     return loss.detach()
