@@ -11,8 +11,8 @@ and how much faster is it?
    process and on N; efficiency = samples/s with N / (N x samples/s with one).
 
 With --processes 1 the launched side is a one-process DDP (or FSDP) run: a check of the launch
-path and of the wrapper's cost, not of scaling. Every run is a subprocess with its log kept
-beside the result on failure.
+path and of the wrapper's cost, not of scaling. Every run is a subprocess; when one fails, the
+tail of its output is printed and nothing is written.
 """
 from __future__ import annotations
 
