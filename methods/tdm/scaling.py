@@ -43,13 +43,36 @@ def _train(processes: int, args: list[str], out: Path, fsdp: bool, launched: boo
     return {**summary, "command": " ".join(command[1:]), "launch_seconds": round(time.perf_counter() - started, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from harness.provenance import provenance, write_json_atomic
-    from methods.common.cli import OneLineParser
-    from methods.common.random_pipelines import BUILDERS
-
-    from .bench import PROMPTS
+def _equivalence(args, common: list[str], sides: dict, tmp: Path) -> dict:
+    """The same fp32 run on one process and on N: largest loss and exported-weight differences."""
     from .compare import exported_weights, loss_differences, read_losses, weight_differences
+
+    check = [*common, f"iterations={args.check_iterations}", f"batch_size={args.check_batch}",
+             "mixed_precision=no", "export=true"]
+    runs = {name: _train(p, check, tmp / f"check-{name}", args.fsdp and launched, launched, "no")
+            for name, (p, launched) in sides.items()}
+    one, launched = tmp / "check-one", tmp / "check-launched"
+    return {"global_batch": args.check_batch, "iterations": args.check_iterations, "precision": "fp32",
+            "max_loss_rel_diff": loss_differences(read_losses(one), read_losses(launched)),
+            "max_student_weight_abs_diff": weight_differences(exported_weights(one), exported_weights(launched)),
+            "runs": runs}
+
+
+def _scaling(args, common: list[str], sides: dict, tmp: Path) -> dict:
+    """bf16 throughput at a fixed batch per process; efficiency = sps(N) / (N sps(1))."""
+    n = args.processes
+    speed = [*common, f"iterations={args.iterations}", "export=false"]
+    runs = {name: _train(p, [*speed, f"batch_size={args.per_gpu_batch * p}"], tmp / f"speed-{name}",
+                         args.fsdp and launched, launched, "bf16")
+            for name, (p, launched) in sides.items()}
+    one, many = runs["one"]["samples_per_second"], runs["launched"]["samples_per_second"]
+    return {"per_gpu_batch": args.per_gpu_batch, "iterations": args.iterations,
+            "samples_per_second": {"1 (python)": one, f"{n} (accelerate launch)": many},
+            "efficiency": many / (n * one), "runs": runs}
+
+
+def _parser():
+    from methods.common.cli import OneLineParser
 
     parser = OneLineParser(prog="python -m methods.tdm.scaling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
@@ -64,6 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-check", action="store_true", help="throughput only")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: processes over gloo (a test)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.provenance import provenance, write_json_atomic
+    from methods.common.random_pipelines import BUILDERS
+
+    from .bench import PROMPTS
+
+    parser = _parser()
     args = parser.parse_intermixed_args(argv)
     n = args.processes
     if n < 1 or args.check_batch % n:
@@ -82,28 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         sides = {"one": (1, False), "launched": (n, True)}  # name: (processes, through accelerate launch)
         try:
             if not args.skip_check:
-                check = [*common, f"iterations={args.check_iterations}", f"batch_size={args.check_batch}",
-                         "mixed_precision=no", "export=true"]
-                runs = {name: _train(p, check, tmp / f"check-{name}", args.fsdp and launched, launched, "no")
-                        for name, (p, launched) in sides.items()}
-                record["equivalence"] = {
-                    "global_batch": args.check_batch, "iterations": args.check_iterations, "precision": "fp32",
-                    "max_loss_rel_diff": loss_differences(read_losses(tmp / "check-one"),
-                                                          read_losses(tmp / "check-launched")),
-                    "max_student_weight_abs_diff": weight_differences(exported_weights(tmp / "check-one"),
-                                                                      exported_weights(tmp / "check-launched")),
-                    "runs": runs}
-            speed = [*common, f"iterations={args.iterations}", "export=false"]
-            runs = {name: _train(p, [*speed, f"batch_size={args.per_gpu_batch * p}"], tmp / f"speed-{name}",
-                                 args.fsdp and launched, launched, "bf16")
-                    for name, (p, launched) in sides.items()}
+                record["equivalence"] = _equivalence(args, common, sides, tmp)
+            record["scaling"] = _scaling(args, common, sides, tmp)
         except RuntimeError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        one, many = runs["one"]["samples_per_second"], runs["launched"]["samples_per_second"]
-        record["scaling"] = {"per_gpu_batch": args.per_gpu_batch, "iterations": args.iterations,
-                             "samples_per_second": {"1 (python)": one, f"{n} (accelerate launch)": many},
-                             "efficiency": many / (n * one), "runs": runs}
         record["provenance"] = provenance(args.device)
         write_json_atomic(args.out, record)
     print(json.dumps({k: v for k, v in record.items() if k not in ("equivalence", "scaling")} | {

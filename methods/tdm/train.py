@@ -70,7 +70,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None
 
 
 def _accelerator(config: TrainConfig, device: str | None):
-    """accelerate's Accelerator for this run, and the dtype of the frozen networks."""
+    """accelerate's Accelerator for this run (one process or those of a launch), and the frozen networks' dtype."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
@@ -84,6 +84,9 @@ def _accelerator(config: TrainConfig, device: str | None):
         # No buffer broadcast at each forward: the networks' buffers are constants, and the
         # broadcast would be one more collective per student call.
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    if config.method.batch_size % accelerator.num_processes:
+        raise UserError(f"batch_size={config.method.batch_size} is the global batch and must divide evenly over "
+                        f"{accelerator.num_processes} processes")
     return accelerator, weight_dtype
 
 
@@ -117,9 +120,6 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
     output_dir, method = Path(config.output_dir), config.method
     accelerator, weight_dtype = _accelerator(config, device)
-    if method.batch_size % accelerator.num_processes:
-        raise UserError(f"batch_size={method.batch_size} is the global batch and must divide evenly over "
-                        f"{accelerator.num_processes} processes")
     backbone = load_backbone(config, accelerator.device, weight_dtype)
     student, optimisers = _prepare(accelerator, backbone, method)
     start = _resume(accelerator, output_dir)
