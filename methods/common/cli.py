@@ -97,3 +97,13 @@ def check_device(name: str | None) -> str | None:
     if name is not None and name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name} was asked for, but torch {torch.__version__} sees no CUDA GPU")
     return name
+
+
+def is_main_launch_process() -> bool:
+    """True unless this is a non-main process of `accelerate launch` / torchrun (RANK > 0).
+
+    For output made before, or outside, an Accelerator: only the main process prints and reports.
+    """
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

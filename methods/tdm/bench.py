@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 import json
-import os
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ PROMPTS = ["a photo of a cat on a sofa", "a watercolour painting of a lighthouse
 
 def main(argv: list[str] | None = None) -> int:
     from harness.provenance import provenance, write_json_atomic
-    from methods.common.cli import OneLineParser, quiet_libraries
+    from methods.common.cli import OneLineParser, is_main_launch_process, quiet_libraries
     from methods.common.errors import UserError
     from methods.common.random_pipelines import BUILDERS
 
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "checkpoint_every=0", "export=false", "tracker=none", "log_every=1",
                                       f"output_dir={Path(tmp) / 'run'}", *args.overrides])
             summary = train(config, args.device)
-            if os.environ.get("RANK", "0") != "0":  # under accelerate launch only the main process reports
+            if not is_main_launch_process():
                 return 0
             losses = [json.loads(line) for line in (Path(tmp) / "run" / "losses.jsonl").read_text().splitlines()]
     except UserError as err:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from methods.common.cli import OneLineParser, check_device, quiet_libraries, settable_fields
+from methods.common.cli import OneLineParser, check_device, is_main_launch_process, quiet_libraries, settable_fields
 from methods.common.errors import UserError
 
 from .backbones import load_backbone, step_condition
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [item for item in args.overrides if "=" not in item]
     if bad:
         parser.error(f"expected key=value, got {bad[0]!r}")
-    main_process = os.environ.get("RANK", "0") == "0"  # set by accelerate launch / torchrun
+    main_process = is_main_launch_process()
     try:
         config = resolve(args.preset, args.overrides)
         if main_process:
