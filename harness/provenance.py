@@ -27,6 +27,22 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def source_tree() -> str:
+    """The git tree hash of the code as it is on disk (tracked and untracked files, minus ignored
+    ones), whatever HEAD says. A copy of the repository whose HEAD is older than its files still
+    names the exact code it ran: the tree equals `git rev-parse <commit>^{tree}` of the commit
+    that holds those files."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        try:
+            subprocess.run(["git", "add", "-A", "."], cwd=root, env=env, capture_output=True, check=True)
+            return subprocess.run(["git", "write-tree"], cwd=root, env=env, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+
 def device_name(device: str | torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
@@ -43,6 +59,7 @@ def provenance(device: str | torch.device) -> dict:
             versions[name] = None
     return {
         "commit": git_commit(),
+        "source_tree": source_tree(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device),
         "python": platform.python_version(),

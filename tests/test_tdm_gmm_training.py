@@ -6,7 +6,7 @@ import torch
 from harness.worlds.gmm import ExactDenoiser, GaussianMixture, ResidualStudent, sd15_schedule, sliced_wasserstein
 from methods.common.solvers import sample, trailing_timesteps
 from methods.tdm.config import TDMConfig
-from methods.tdm.randomness import BatchRandom, step_generator
+from methods.tdm.randomness import BatchRandom, draw_iteration, step_generator
 from methods.tdm.trainer import Roles, train_step
 
 MIXTURE = GaussianMixture.default()
@@ -35,8 +35,9 @@ def train(cfg: TDMConfig, iterations: int):
     for step in range(iterations):
         rng = BatchRandom(step_generator(0, step), cfg.batch_size)
         labels = rng.randint(2)
-        train_step(cfg, roles, optimisers, rng.randn(2, dtype=torch.float64), {"class": labels}, None, rng,
-                   cfg.steps[0])
+        noise = rng.randn(2, dtype=torch.float64)
+        draws = draw_iteration(rng, cfg.steps[0], cfg.fake_updates, (2,), dtype=torch.float64)
+        train_step(cfg, roles, optimisers, noise, {"class": labels}, None, draws, cfg.steps[0])
     return student
 
 

@@ -6,7 +6,7 @@ backbones use.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,6 +14,9 @@ import torch
 @dataclass(frozen=True)
 class NoiseSchedule:
     alphas_cumprod: torch.Tensor  # (T,), float64
+    # alphas_cumprod per device, copied once: a copy per call would be a host-to-device
+    # transfer in every solver step, which a CUDA graph cannot capture.
+    _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def from_scheduler(cls, scheduler) -> "NoiseSchedule":
@@ -34,9 +37,15 @@ class NoiseSchedule:
 
     def alpha_sigma(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """alpha_t and sigma_t for integer timesteps t (n,), shaped to broadcast against `like`."""
-        ac = self.alphas_cumprod.to(like.device)[t.long().to(like.device)]
+        ac = self.on(like.device)[t.long().to(like.device)]
         shape = (-1,) + (1,) * (like.dim() - 1)
         return ac.sqrt().to(like.dtype).view(shape), (1 - ac).sqrt().to(like.dtype).view(shape)
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        """alphas_cumprod on `device` (cached)."""
+        if device not in self._on_device:
+            self._on_device[device] = self.alphas_cumprod.to(device)
+        return self._on_device[device]
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         ac = self.alphas_cumprod[t.long().cpu()]

@@ -36,11 +36,16 @@ class SDBackbone(PipelineBackbone):
 
     LOAD_KWARGS = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
-    def _encode(self, prompts: list[str]) -> dict:
+    def _tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.pipe.tokenizer
-        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids.to(self.device)
-        return {"encoder_hidden_states": self.pipe.text_encoder(ids)[0]}
+        return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids
+
+    def _encode_tokens(self, ids: torch.Tensor) -> dict:
+        return {"encoder_hidden_states": self.pipe.text_encoder(ids.to(self.device, non_blocking=True))[0]}
+
+    def _encode(self, prompts: list[str]) -> dict:
+        return self._encode_tokens(self._tokenize(prompts))
 
 
 class ModuleDenoiser:
@@ -75,9 +80,16 @@ class GMMBackbone:
 
         return ResidualStudent(self.teacher, self.mixture.classes).to(device)
 
-    def batch(self, rng: BatchRandom, step: int):
+    def host_batch(self, rng: BatchRandom, step: int) -> dict:
         labels = rng.randint(self.mixture.classes)
-        return rng.randn(*self.latent_shape), {"class": labels}, {"class": torch.full_like(labels, -1)}
+        return {"labels": labels, "noise": rng.randn(*self.latent_shape)}
+
+    def device_batch(self, host: dict):
+        labels = host["labels"].to(self.device)
+        return host["noise"].to(self.device), {"class": labels}, {"class": torch.full_like(labels, -1)}
+
+    def batch(self, rng: BatchRandom, step: int):
+        return self.device_batch(self.host_batch(rng, step))
 
     def export(self, student, out: Path, K: int) -> Path:
         out.mkdir(parents=True, exist_ok=True)

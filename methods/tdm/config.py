@@ -59,6 +59,7 @@ def _check_choice(name: str, value, choices) -> None:
 
 
 BACKBONES = ("sd15", "sdxl", "pixart", "gmm")
+EXECUTIONS = ("eager", "cuda_graph")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
@@ -81,12 +82,26 @@ class TrainConfig:
     tracker: str = "tensorboard"         # "tensorboard" | "none"
     output_dir: str = ""                 # "": runs/<preset>
     export: bool = True                  # write the student as pipeline folders at the end
+    # How iterations execute (see train.py); none of these changes what is computed.
+    execution: str = "eager"             # "eager" | "cuda_graph": whole iterations captured (one CUDA
+                                         # process; eager elsewhere)
+    compile: bool = False                # torch.compile the three networks (inductor's default mode)
+    grad_accumulation: int = 1           # micro-batches per update: the same update in less memory
+    gradient_checkpointing: bool = False # recompute the trained networks' activations in backward
+    channels_last: bool = False          # UNets in channels-last memory layout (faster bf16 convolutions)
+    data_workers: int = -1               # processes making inputs ahead of the GPU; -1: 4 on CUDA, 0 on CPU
     method: TDMConfig = TDMConfig()
 
     def __post_init__(self):
         _check_choice("backbone", self.backbone, BACKBONES)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("tracker", self.tracker, ("tensorboard", "none"))
+        _check_choice("execution", self.execution, EXECUTIONS)
+        if self.grad_accumulation < 1 or self.method.batch_size % self.grad_accumulation:
+            raise ValueError(f"grad_accumulation must be a positive divisor of batch_size={self.method.batch_size}, "
+                             f"got {self.grad_accumulation}")
+        if self.data_workers < -1:
+            raise ValueError(f"data_workers must be -1 (automatic), 0 or positive, got {self.data_workers}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be 0 (never) or positive, got {self.checkpoint_every}")
         for name in ("iterations", "keep_checkpoints", "log_every"):

@@ -90,6 +90,14 @@ class PipelineBackbone:
         """The adapter's cond dict for these prompts, one row each."""
         raise NotImplementedError
 
+    def _tokenize(self, prompts: list[str]):
+        """The part of encoding that runs on the CPU; by default none (the prompts themselves)."""
+        return prompts
+
+    def _encode_tokens(self, tokens) -> dict:
+        """The cond dict from `_tokenize`'s output."""
+        return self._encode(tokens)
+
     def _encode_uncond(self) -> dict:
         """The unconditional cond dict (one row) that the teacher's pipeline uses for CFG."""
         return self._encode([""])
@@ -151,13 +159,23 @@ class PipelineBackbone:
         """A network of the student's architecture (its weights to be loaded), e.g. to gather FSDP shards into."""
         return self._trainable(self.roles.teacher.model, device)
 
+    def host_batch(self, rng: BatchRandom, step: int) -> dict:
+        """What the CPU prepares for this process's rows of the global batch of `step` (in a data
+        loader's worker when there is one): the noise and the prompts' tokens."""
+        prompts = list(self.prompts(self.config.seed, step, rng.global_size)[rng.rows])
+        return {"noise": rng.randn(*self.latent_shape), "text": self._tokenize(prompts)}
+
+    def device_batch(self, host: dict):
+        """Noise, cond and uncond on the training device, from `host_batch`'s output."""
+        with torch.no_grad():
+            cond = _float(self._encode_tokens(host["text"]))
+        n = len(host["noise"])
+        uncond = _float({k: v.expand(n, *v.shape[1:]) for k, v in self.uncond.items()})
+        return host["noise"].to(self.device, non_blocking=True), cond, uncond
+
     def batch(self, rng: BatchRandom, step: int):
         """Noise, cond and uncond for this process's rows of the global batch of `step`."""
-        prompts = self.prompts(self.config.seed, step, rng.global_size)[rng.rows]
-        with torch.no_grad():
-            cond = _float(self._encode(list(prompts)))
-        uncond = _float({k: v.expand(len(prompts), *v.shape[1:]) for k, v in self.uncond.items()})
-        return rng.randn(*self.latent_shape), cond, uncond
+        return self.device_batch(self.host_batch(rng, step))
 
     def export(self, student, out: Path, K: int) -> Path:
         """A pipeline folder of the teacher's class whose denoiser is the student for K steps (CFG baked in)."""

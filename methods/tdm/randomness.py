@@ -7,6 +7,8 @@ for the same step as an uninterrupted one, with no generator state to save.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -59,3 +61,50 @@ class BatchRandom:
     def choice(self, options) -> object:
         """One option for the whole batch (the same on every process), e.g. K for TDM-unify."""
         return options[int(torch.randint(0, len(options), (1,), generator=self.generator))]
+
+
+@dataclass
+class IterationDraws:
+    """Every random number a TDM iteration needs after its batch, drawn in Algorithm 1's order:
+    each row's segment m (line 4), then tau and the diffusion noise of each fake-score update
+    (lines 5-6), then those of the generator update.
+
+    `m_host` stays on the CPU so that the roll-out can plan its work without reading the GPU;
+    `depth` is the global batch's smallest m: every process rolls out that far (FSDP needs the
+    same number of student calls everywhere).
+    """
+    m: torch.Tensor                                   # (local,) long, on the training device
+    m_host: torch.Tensor                              # the same rows, on the CPU
+    depth: int
+    fake: list[tuple[torch.Tensor, torch.Tensor]]     # per fake-score update: (u for tau (local,), noise)
+    generator: tuple[torch.Tensor, torch.Tensor]      # (u for tau (local,), noise)
+
+    def to(self, device, non_blocking: bool = False) -> "IterationDraws":
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return IterationDraws(move(self.m), self.m_host, self.depth, [(move(u), move(e)) for u, e in self.fake],
+                              (move(self.generator[0]), move(self.generator[1])))
+
+    def pin_memory(self) -> "IterationDraws":
+        """Page-locked copies (a data loader calls this), so that `to(cuda, non_blocking=True)` overlaps."""
+        pin = lambda t: t.pin_memory()  # noqa: E731
+        return IterationDraws(pin(self.m), self.m_host, self.depth, [(pin(u), pin(e)) for u, e in self.fake],
+                              (pin(self.generator[0]), pin(self.generator[1])))
+
+    def rows(self, part: slice) -> "IterationDraws":
+        """The draws of some of this process's rows (a micro-batch); `depth` stays global."""
+        return IterationDraws(self.m[part], self.m_host[part], self.depth, [(u[part], e[part]) for u, e in self.fake],
+                              (self.generator[0][part], self.generator[1][part]))
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The device tensors, in a fixed order (for copying into a captured graph's inputs)."""
+        return [self.m, *[t for pair in self.fake for t in pair], *self.generator]
+
+
+def draw_iteration(rng: BatchRandom, K: int, fake_updates: int, shape: tuple[int, ...],
+                   dtype=torch.float32) -> IterationDraws:
+    """The iteration's draws for this process's rows, on `rng`'s device (see IterationDraws)."""
+    m_global = rng.randint_global(K)
+    fake = [(rng.rand(), rng.randn(*shape, dtype=dtype)) for _ in range(fake_updates)]
+    generator = (rng.rand(), rng.randn(*shape, dtype=dtype))
+    m_host = m_global[rng.rows]
+    return IterationDraws(m_host.to(rng.device), m_host, int(m_global.min()), fake, generator)

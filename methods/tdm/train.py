@@ -32,9 +32,9 @@ from methods.common.errors import UserError
 
 from .backbones import load_backbone, step_condition
 from .config import TrainConfig
+from .inputs import step_inputs
 from .presets import PRESETS, resolve
-from .randomness import BatchRandom, step_generator
-from .trainer import train_step
+from .trainer import StepOptions, train_step
 
 CHECKPOINTS = "checkpoints"
 FLOPS = "flops.json"  # FLOPs of iteration 0, kept for the summary of resumed runs
@@ -89,21 +89,66 @@ def _accelerator(config: TrainConfig, device: str | None):
     return accelerator, weight_dtype
 
 
-def _prepare(accelerator, backbone, method) -> tuple[object, dict]:
+def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tuple[object, dict]:
     """AdamW per role (App. D), each network with its optimiser through accelerate.prepare (DDP or
     FSDP wrapping; FSDP2 takes one network per call). The roles then see the wrapped networks.
 
+    On CUDA AdamW is fused (one kernel per step instead of a dozen per tensor), and under CUDA
+    graphs also `capturable`, so that its step count lives on the GPU and the step can be replayed.
     The order fixes the checkpoint's file names: model.safetensors is the student, model_1 the fake score.
     """
+    from accelerate.utils import DistributedType
+
+    method = config.method
+    fused = accelerator.device.type == "cuda" and accelerator.distributed_type != DistributedType.FSDP
     wrapped, optimisers = {}, {}
     for name in ("student", "fake_score"):
         module = backbone.modules[name]
         optimiser = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
                                       lr=method.lr_student if name == "student" else method.lr_fake,
-                                      betas=method.adam_betas, weight_decay=0.0)
+                                      betas=method.adam_betas, weight_decay=0.0, fused=fused or None,
+                                      capturable=execution == "cuda_graph")
         wrapped[name], optimisers[name] = accelerator.prepare(module, optimiser)
     backbone.roles.student.model, backbone.roles.fake_score.model = wrapped["student"], wrapped["fake_score"]
     return wrapped["student"], optimisers
+
+
+def _execution(config: TrainConfig, accelerator) -> str:
+    """The execution this run gets: CUDA graphs only where they exist (one CUDA process), else eager."""
+    if config.execution != "cuda_graph":
+        return config.execution
+    if accelerator.device.type != "cuda":
+        return "eager"  # graphs are a CUDA feature; the same iterations run eagerly
+    if accelerator.num_processes > 1:
+        raise UserError("execution=cuda_graph runs on one process; with several use execution=eager")
+    if config.gradient_checkpointing:
+        raise UserError("execution=cuda_graph cannot capture gradient checkpointing's recomputation; "
+                        "set gradient_checkpointing=false or execution=eager")
+    return "cuda_graph"
+
+
+def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -> StepOptions:
+    """Memory layout, checkpointing and compilation of the networks; how train_step runs."""
+    from accelerate.utils import DistributedType
+
+    networks = [backbone.modules["student"], backbone.modules["fake_score"]]
+    if config.gradient_checkpointing:
+        if not all(hasattr(net, "enable_gradient_checkpointing") for net in networks):
+            raise UserError(f"backbone={config.backbone} has no gradient checkpointing")
+        for net in networks:
+            net.enable_gradient_checkpointing()
+    if config.channels_last and accelerator.device.type == "cuda":
+        for role in (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher):
+            role.core.to(memory_format=torch.channels_last)
+    if config.compile:
+        for role in (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher):
+            role.model = torch.compile(role.model)
+    # Rolling out only the rows that need each step saves student calls but lets shapes vary:
+    # not under CUDA graphs (fixed shapes), compilation (a recompilation per shape) or FSDP
+    # (every process must make the same calls).
+    per_row = execution == "eager" and not config.compile and accelerator.distributed_type != DistributedType.FSDP
+    return StepOptions(rollout_rows=per_row, micro_batches=config.grad_accumulation,
+                       keep_grads=execution == "cuda_graph")
 
 
 def _resume(accelerator, output_dir: Path) -> int:
@@ -119,8 +164,10 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
     output_dir, method = Path(config.output_dir), config.method
     accelerator, weight_dtype = _accelerator(config, device)
+    execution = _execution(config, accelerator)
     backbone = load_backbone(config, accelerator.device, weight_dtype)
-    student, optimisers = _prepare(accelerator, backbone, method)
+    student, optimisers = _prepare(accelerator, backbone, config, execution)
+    options = _speed_options(config, accelerator, backbone, execution)
     start = _resume(accelerator, output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -131,22 +178,25 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     losses_file = output_dir / "losses.jsonl"
     if accelerator.is_main_process:
         _truncate_log(losses_file, start)
+    iterate = _iteration(config, accelerator, backbone, optimisers, options, execution)
+    cuda = accelerator.device.type == "cuda"
+    workers = config.data_workers if config.data_workers >= 0 else (4 if cuda else 0)
+    inputs = step_inputs(backbone, config, start, accelerator.process_index, accelerator.num_processes, workers,
+                         pin_memory=cuda)
     timed_from, timed_steps = None, 0
     wall_start = time.perf_counter()
-    bar = tqdm(range(start, config.iterations), initial=start, total=config.iterations, desc="TDM",
+    bar = tqdm(inputs, initial=start, total=config.iterations, desc="TDM",
                disable=not (show_progress and accelerator.is_local_main_process), dynamic_ncols=True)
-    for step in bar:
-        rng = BatchRandom.for_process(step_generator(config.seed, step), method.batch_size,
-                                      accelerator.process_index, accelerator.num_processes, accelerator.device)
-        K = rng.choice(method.steps)  # TDM-unify: one K per iteration, the same on every process
-        noise, cond, uncond = backbone.batch(rng, step)
+    for item in bar:
+        step, K = item["step"], item["K"]
+        noise, cond, uncond = backbone.device_batch(item["batch"])
+        draws = item["draws"].to(accelerator.device, non_blocking=True)
         # The run's first iteration also counts its FLOPs (matmuls and convolutions, forward and
         # backward, this process's rows). Only iteration 0: counting can change the float rounding
         # of an iteration, and a resumed run must repeat the uninterrupted one bit for bit.
         counter = FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
-        with counter, accelerator.autocast():
-            losses = train_step(method, backbone.roles, optimisers, noise, cond, uncond, rng, K,
-                                step_condition(config, K, rng.local_size, accelerator.device), accelerator)
+        with counter:
+            losses = iterate(K, noise, cond, uncond, draws)
         if step == 0:
             _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
         if step == start + 1:  # time from the second iteration: the first pays for warm-up
@@ -169,6 +219,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "wall_seconds": time.perf_counter() - wall_start, **_flops(output_dir), "batch_size": method.batch_size,
         "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes,
         "distributed": accelerator.distributed_type.value, "device": str(accelerator.device),
+        "execution": execution, "data_workers": workers,
     }
     trained = _plain_student(accelerator, backbone, student) if config.export else None
     if accelerator.is_main_process:
@@ -176,6 +227,33 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
                                for K in method.steps] if config.export else []
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: StepOptions, execution: str):
+    """iterate(K, noise, cond, uncond, draws) -> losses: one call of train_step, eager or replayed
+    from a CUDA graph captured per (K, roll-out depth) (graphs.py)."""
+    method, roles, step_conds = config.method, backbone.roles, {}
+
+    def step_cond(K: int, n: int):  # made once per K: a fresh one would be a host-to-device copy each time
+        if K not in step_conds:
+            step_conds[K] = step_condition(config, K, n, accelerator.device)
+        return step_conds[K]
+
+    def run(K, tensors):
+        with accelerator.autocast():
+            return train_step(method, roles, optimisers, tensors["noise"], tensors["cond"], tensors["uncond"],
+                              tensors["draws"], K, tensors["step_cond"], accelerator, options)
+
+    def tensors(K, noise, cond, uncond, draws):
+        return dict(noise=noise, cond=cond, uncond=uncond, draws=draws, step_cond=step_cond(K, len(noise)))
+
+    if execution != "cuda_graph":
+        return lambda K, *batch: run(K, tensors(K, *batch))
+
+    from .graphs import CapturedIterations
+
+    graphs = CapturedIterations(lambda key, inputs: run(key[0], inputs))
+    return lambda K, *batch: graphs((K, batch[-1].depth), tensors(K, *batch))
 
 
 def _plain_student(accelerator, backbone, student):

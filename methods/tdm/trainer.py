@@ -2,8 +2,11 @@
 update the generator. Networks enter through the denoiser contract (`x0(x_t, t, cond, step_cond)`),
 so the same step trains the gmm world's exact-teacher students and diffusers backbones.
 
-Every random number comes from a `BatchRandom`, drawn for the global batch, so one process
-and several compute the same thing (see `randomness.py`).
+Every random number comes in an `IterationDraws`, drawn for the global batch before the
+iteration starts, so one process and several compute the same thing (see `randomness.py`),
+and an iteration reads nothing back from the GPU: it can be captured as a CUDA graph
+(`graphs.py`). With micro-batches (gradient accumulation) each role's gradient is summed
+over the rows before its one optimiser step, which is the same update in less memory.
 """
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ from methods.common.adapters import classifier_free_guidance
 
 from . import objective as obj
 from .config import TDMConfig
-from .randomness import BatchRandom
-from .trajectory import student_trajectory
+from .randomness import IterationDraws
+from .trajectory import TrajectorySample, rollout, segment_step
 
 
 @dataclass
@@ -39,16 +42,16 @@ def teacher_x0(roles: Roles, x_tau, tau, cond, uncond, guidance: float, grad: bo
         return classifier_free_guidance(roles.teacher, x_tau, tau, cond, uncond, guidance)
 
 
-def _tau(cfg: TDMConfig, sample, rng: BatchRandom):
+def _tau(cfg: TDMConfig, sample: TrajectorySample, u: torch.Tensor):
     hi = sample.t_next if cfg.interval == "paper" else torch.full_like(sample.t_next, cfg.num_train_timesteps)
-    return obj.sample_tau(sample.t_i, hi, rng.rand())
+    return obj.sample_tau(sample.t_i, hi, u)
 
 
-def fake_score_step(cfg: TDMConfig, roles: Roles, sample, cond, step_cond, rng: BatchRandom) -> torch.Tensor:
+def fake_score_step(cfg: TDMConfig, roles: Roles, sample: TrajectorySample, cond, step_cond, u, noise) -> torch.Tensor:
     """Eq. 7 with the importance weights of Sec. 3.1 (or without, for the ablation)."""
     x_i, x0_hat = sample.x_i.detach(), sample.x0_hat.detach()
-    tau = _tau(cfg, sample, rng)
-    noise = rng.randn(*x_i.shape[1:], dtype=x_i.dtype)
+    tau = _tau(cfg, sample, u)
+    noise = noise.to(x_i.dtype)
     if cfg.importance_weights == "none":
         x_tau, weight = roles.schedule.add_noise(x0_hat, noise, tau), None
     else:
@@ -57,12 +60,13 @@ def fake_score_step(cfg: TDMConfig, roles: Roles, sample, cond, step_cond, rng: 
     return obj.fake_score_loss(roles.fake_score.x0(x_tau, tau, cond, step_cond), x0_hat, weight)
 
 
-def generator_step(cfg: TDMConfig, roles: Roles, sample, cond, uncond, step_cond, rng: BatchRandom) -> torch.Tensor:
+def generator_step(cfg: TDMConfig, roles: Roles, sample: TrajectorySample, cond, uncond, step_cond, u,
+                   noise) -> torch.Tensor:
     """Eq. 6 / Eq. 11 on the trajectory sample x_i (or on x0_hat, for the Table 7 ablation)."""
     x = sample.x_i if cfg.match == "noisy" else sample.x0_hat
     t_x = sample.t_i if cfg.match == "noisy" else torch.full_like(sample.t_i, obj.CLEAN)
-    tau = _tau(cfg, sample, rng)
-    noise = rng.randn(*x.shape[1:], dtype=x.dtype)
+    tau = _tau(cfg, sample, u)
+    noise = noise.to(x.dtype)
     if cfg.loss == "fisher":
         return _fisher_step(cfg, roles, sample, x, t_x, tau, noise, cond, uncond, step_cond)
     x_tau = obj.diffuse_from(roles.schedule, x.detach(), t_x, tau, noise)
@@ -88,38 +92,109 @@ def _fisher_step(cfg, roles, sample, x, t_x, tau, noise, cond, uncond, step_cond
     return obj.fisher_loss(x0_real, x0_fake, sample.x0_hat, normaliser=normaliser)
 
 
-def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, uncond, rng: BatchRandom,
-               K: int, step_cond=None, accelerator=None) -> dict:
+@dataclass(frozen=True)
+class StepOptions:
+    """How an iteration is executed; none of these changes what it computes."""
+    rollout_rows: bool = False   # roll out only the rows that need each step (fewer calls, shapes vary)
+    micro_batches: int = 1       # gradient accumulation: the rows in this many passes per update
+    keep_grads: bool = False     # zero gradients in place instead of freeing them (CUDA graphs need fixed addresses)
+
+
+def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, uncond, draws: IterationDraws, K: int,
+               step_cond=None, accelerator=None, options: StepOptions = StepOptions()) -> dict:
     """Algorithm 1, lines 3-13, for one batch and one step count K; the losses of this process's rows."""
-    m_global = rng.randint_global(K)  # which segment of the trajectory each sample trains (line 4)
-    sample = student_trajectory(roles.student, roles.schedule, noise, cond, K, rng.local(m_global), cfg.solver,
-                                step_cond, cfg.num_train_timesteps, rollout_to=int(m_global.min()))
+    state = rollout(roles.student, roles.schedule, noise, cond, K, draws.m, cfg.solver, step_cond,  # lines 3-4
+                    cfg.num_train_timesteps, draws.depth, draws.m_host if options.rollout_rows else None)
+    if options.micro_batches > 1:
+        return _accumulated_step(cfg, roles, optimisers, state, cond, uncond, draws, step_cond, accelerator, options)
+    sample = segment_step(roles.student, roles.schedule, state, cond, cfg.solver, step_cond, cfg.num_train_timesteps)
     losses = {}
-    for _ in range(cfg.fake_updates):  # lines 7-10
-        loss = fake_score_step(cfg, roles, sample, cond, step_cond, rng)
-        losses["fake_score"] = _update(optimisers["fake_score"], loss, cfg.grad_clip, accelerator)
-    loss = generator_step(cfg, roles, sample, cond, uncond, step_cond, rng)  # lines 11-13
-    losses["student"] = _update(optimisers["student"], loss, cfg.grad_clip, accelerator)
+    for u, eps in draws.fake:  # lines 7-10
+        loss = fake_score_step(cfg, roles, sample, cond, step_cond, u, eps)
+        losses["fake_score"] = _update(optimisers["fake_score"], loss, cfg.grad_clip, accelerator, options)
+    loss = generator_step(cfg, roles, sample, cond, uncond, step_cond, *draws.generator)  # lines 11-13
+    losses["student"] = _update(optimisers["student"], loss, cfg.grad_clip, accelerator, options)
     return losses
 
 
-def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None) -> torch.Tensor:
+def _accumulated_step(cfg, roles, optimisers, state, cond, uncond, draws, step_cond, accelerator, options) -> dict:
+    """Lines 7-13 over micro-batches: every role's gradient is summed over all rows before its step.
+
+    Each micro-batch's loss is back-propagated as soon as it is made, so only one micro-batch's
+    activations are alive at a time. The fake score learns from the student's samples taken
+    without gradient; the generator pass then takes the student's step again, with gradient:
+    that second student call is the price of the memory saved.
+    """
+    n, N = len(state.m), options.micro_batches
+    if n % N:
+        raise ValueError(f"{n} rows per process do not split into {N} micro-batches")
+    parts = [slice(i, i + n // N) for i in range(0, n, n // N)]
+
+    def sample(part):
+        return segment_step(roles.student, roles.schedule, state.rows(part), _rows(cond, part), cfg.solver,
+                            _rows(step_cond, part), cfg.num_train_timesteps)
+
+    losses = {}
+    with torch.no_grad():
+        samples = [sample(part) for part in parts]
+    for update in range(len(draws.fake)):
+        _zero(optimisers["fake_score"], options)
+        total = 0.0
+        for part, s in zip(parts, samples):
+            u, eps = draws.rows(part).fake[update]
+            loss = fake_score_step(cfg, roles, s, _rows(cond, part), _rows(step_cond, part), u, eps) / N
+            _backward(loss, accelerator)
+            total = total + loss.detach()
+        losses["fake_score"] = _step(optimisers["fake_score"], total, cfg.grad_clip, accelerator, options)
+    _zero(optimisers["student"], options)
+    total = 0.0
+    for part in parts:
+        loss = generator_step(cfg, roles, sample(part), _rows(cond, part), _rows(uncond, part),
+                              _rows(step_cond, part), *draws.rows(part).generator) / N
+        _backward(loss, accelerator)
+        total = total + loss.detach()
+    losses["student"] = _step(optimisers["student"], total, cfg.grad_clip, accelerator, options)
+    return losses
+
+
+def _rows(value, part: slice):
+    """Rows `part` of a tensor, or of every tensor in a cond dict."""
+    if isinstance(value, dict):
+        return {k: _rows(v, part) for k, v in value.items()}
+    return None if value is None else value[part]
+
+
+def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None,
+            options: StepOptions = StepOptions()) -> torch.Tensor:
     """One clipped AdamW step on one role's loss (through accelerate when it is there: DDP, scaling).
 
     Returns the detached loss of this process's rows; no `.item()`, which would wait for the GPU
     every iteration. Under DDP the gradient is averaged over processes before clipping, so the
     clip sees the global batch's gradient norm, as one process would.
     """
-    optimiser.zero_grad(set_to_none=True)
-    params = [p for g in optimiser.param_groups for p in g["params"]]
+    _zero(optimiser, options)
+    _backward(loss, accelerator)
+    return _step(optimiser, loss.detach(), grad_clip, accelerator, options)
+
+
+def _zero(optimiser, options: StepOptions) -> None:
+    optimiser.zero_grad(set_to_none=not options.keep_grads)
+
+
+def _backward(loss: torch.Tensor, accelerator=None) -> None:
     if accelerator is None:
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
     else:
         accelerator.backward(loss)
-        if accelerator.is_fsdp2:  # torch's clip handles sharded (DTensor) gradients; accelerate's would
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)  # compare our list with each network's, elementwise
-        else:
-            accelerator.clip_grad_norm_(params, grad_clip)
+
+
+def _step(optimiser, loss: torch.Tensor, grad_clip: float, accelerator, options: StepOptions) -> torch.Tensor:
+    params = [p for g in optimiser.param_groups for p in g["params"]]
+    if accelerator is None or accelerator.is_fsdp2:  # torch's clip handles sharded (DTensor) gradients;
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)  # accelerate's would compare lists elementwise
+    else:
+        accelerator.clip_grad_norm_(params, grad_clip)
     optimiser.step()
-    return loss.detach()
+    if not options.keep_grads:  # free them now: the other role's passes come next and want the memory
+        optimiser.zero_grad(set_to_none=True)
+    return loss

@@ -2,6 +2,12 @@
 
 Gradient flows through one student step only: each sample is rolled out (no grad) to the
 start of its chosen segment, b_{m+1}, and the step from b_{m+1} to b_m is taken with grad.
+
+Both halves are written without reading the GPU from the host (no `.item()`, no boolean
+indexing, no per-row Python), so an iteration can be captured as a CUDA graph: per-row
+timesteps come from a table of the boundaries indexed by m, and rows are picked with
+`torch.where`. The roll-out can skip rows that are already where they need to be
+(`rollout_rows`), which saves student calls but makes shapes depend on the draw of m.
 """
 from __future__ import annotations
 
@@ -9,9 +15,22 @@ from dataclasses import dataclass
 
 import torch
 
+from methods.common.schedule import x0_to_eps
 from methods.common.solvers import ddim_step, dpmpp_2m_step
 
 from .objective import CLEAN, interval_bounds
+
+
+@dataclass
+class RolloutState:
+    """Where each row's trained segment starts: x at b_{m+1}, and what the solver carries there."""
+    x_start: torch.Tensor    # (n, ...) the roll-out's state at b_{m+1} (the noise when m = K - 1)
+    x0_prev: torch.Tensor    # (n, ...) the student's x0 prediction at the step before (DPM-Solver++), zeros at m = K - 1
+    m: torch.Tensor          # (n,) segment index, 0..K-1
+    K: int
+
+    def rows(self, part: slice) -> "RolloutState":
+        return RolloutState(self.x_start[part], self.x0_prev[part], self.m[part], self.K)
 
 
 @dataclass
@@ -22,6 +41,104 @@ class TrajectorySample:
     t_next: torch.Tensor    # (n,) upper end of its interval: b_{m+1}
 
 
+_BOUNDS: dict = {}
+
+
+def bounds_table(K: int, T: int, device) -> torch.Tensor:
+    """[b_0, ..., b_K] as a long tensor on `device` (cached, so a captured graph never copies it)."""
+    key = (K, T, torch.device(device))
+    if key not in _BOUNDS:
+        _BOUNDS[key] = torch.tensor(interval_bounds(K, T), dtype=torch.long, device=device)
+    return _BOUNDS[key]
+
+
+def _rows(value, index: torch.Tensor | None):
+    """Rows `index` of a tensor or of every tensor in a cond dict (all rows when index is None)."""
+    if index is None or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: _rows(v, index) for k, v in value.items()}
+    return value.index_select(0, index)
+
+
+ROW_BUCKETS = 8
+
+
+def _padded_rows(needed: torch.Tensor, device) -> torch.Tensor:
+    """Indices of the rows that `needed` marks, padded with repeats of the first to a multiple of
+    len(needed) / ROW_BUCKETS; computed on the CPU, then moved."""
+    index = torch.nonzero(needed).flatten()
+    if not len(index):
+        return index.to(device)
+    bucket = max(1, -(-len(needed) // ROW_BUCKETS))
+    padding = -len(index) % bucket
+    return torch.cat([index, index[:1].expand(padding)]).to(device)
+
+
+def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor, solver: str = "ddim",
+            step_cond: torch.Tensor | None = None, T: int = 1000, depth: int | None = None,
+            m_host: torch.Tensor | None = None) -> RolloutState:
+    """Roll the student out from noise at b_K, without gradient, to each row's segment start b_{m+1}.
+
+    The roll-out goes down to segment `depth` (default: min(m), read from the device). Several
+    processes pass the global batch's minimum, so that each makes the same number of student
+    calls: under FSDP every call gathers the weights from all processes, and one that stopped
+    early would leave the others waiting.
+
+    With `m_host` (m on the CPU), each step runs the student only on the rows that still need
+    it: for K = 4 that is 1.5 calls per row on average instead of 3. Without it every row is
+    rolled out to `depth` (static shapes, as a CUDA graph needs). The rows' results are the same.
+    The selected rows are padded to a multiple of n / ROW_BUCKETS (repeating a row whose result
+    is then dropped), so the student sees at most ROW_BUCKETS batch sizes per step: cuDNN plans
+    its convolutions and attention per shape, and a new shape every iteration costs more host
+    time than the rows saved.
+    """
+    bounds = interval_bounds(K, T)
+    depth = int(m.min()) if depth is None else depth
+    x, x0_prev = noise, torch.zeros_like(noise)
+    x_start, x0_prev_start = noise, x0_prev
+    shape = (-1,) + (1,) * (noise.dim() - 1)
+    with torch.no_grad():
+        for j in range(K, depth + 1, -1):  # the step b_j -> b_{j-1}, needed by rows with m <= j - 2
+            index = None if m_host is None else _padded_rows(m_host <= j - 2, noise.device)
+            if index is not None and not len(index):
+                continue  # none of this process's rows goes this deep (another process's do)
+            x_j = _rows(x, index)
+            t = torch.full((len(x_j),), bounds[j], device=noise.device)
+            x0 = student.x0(x_j, t, _rows(cond, index), _rows(step_cond, index))
+            prev = None if j == K else (_rows(x0_prev, index), bounds[j + 1])
+            x_next = _step(schedule, solver, x_j, x0, bounds[j], bounds[j - 1], prev)
+            if index is None:
+                x, x0_prev = x_next, x0
+            else:
+                kept = int((m_host <= j - 2).sum())  # the padding rows come last and are dropped
+                index, x_next, x0 = index[:kept], x_next[:kept], x0[:kept]
+                x, x0_prev = x.index_copy(0, index, x_next), x0_prev.index_copy(0, index, x0)
+            here = (m == j - 2).view(shape)  # rows whose segment starts at b_{j-1}
+            x_start, x0_prev_start = torch.where(here, x, x_start), torch.where(here, x0_prev, x0_prev_start)
+    return RolloutState(x_start, x0_prev_start, m, K)
+
+
+def segment_step(student, schedule, state: RolloutState, cond: dict, solver: str = "ddim",
+                 step_cond: torch.Tensor | None = None, T: int = 1000) -> TrajectorySample:
+    """The student's step from b_{m+1} to b_m for every row, with gradient when grad is enabled."""
+    bounds = bounds_table(state.K, T, state.x_start.device)
+    m = state.m
+    t_cur, t_i = bounds[m + 1], bounds[m]
+    x0_hat = student.x0(state.x_start, t_cur, cond, step_cond)
+    t_prev = bounds[(m + 2).clamp(max=state.K)]  # meaningful where m < K - 1 only
+    x_i = _per_row_step(schedule, solver, state.x_start, x0_hat, t_cur, t_i, state.x0_prev, t_prev, m < state.K - 1)
+    return TrajectorySample(x_i, x0_hat, t_i, t_cur)
+
+
+def student_trajectory(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor,
+                       solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
+                       depth: int | None = None, m_host: torch.Tensor | None = None) -> TrajectorySample:
+    """x_{t_m} for each sample's segment index m (n,) in 0..K-1, from noise at b_K (see `rollout`)."""
+    state = rollout(student, schedule, noise, cond, K, m, solver, step_cond, T, depth, m_host)
+    return segment_step(student, schedule, state, cond, solver, step_cond, T)
+
+
 def _step(schedule, solver, x, x0, t_cur, t_next, prev):
     """One solver step for samples that share (t_cur, t_next); prev = (x0_prev, t_prev) or None."""
     t_next = None if t_next == CLEAN else t_next
@@ -30,38 +147,24 @@ def _step(schedule, solver, x, x0, t_cur, t_next, prev):
     return dpmpp_2m_step(schedule, x, x0, t_cur, t_next, *prev)
 
 
-def student_trajectory(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor,
-                       solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
-                       rollout_to: int | None = None) -> TrajectorySample:
-    """x_{t_m} for each sample's segment index m (n,) in 0..K-1, from noise at b_K.
+def _per_row_step(schedule, solver, x, x0, t_cur, t_next, x0_prev, t_prev, has_prev):
+    """`_step` with per-row timesteps: the same formulas as ddim_step and dpmpp_2m_step, row by row.
 
-    The no-grad roll-out goes down to segment `rollout_to` (default: min(m)). Several processes
-    pass the global batch's minimum, so that each makes the same number of student calls: under
-    FSDP every call gathers the weights from all processes, and one that stopped early would
-    leave the others waiting.
+    Rows without a previous step take DDIM (first order), rows that end clean take x0. Those
+    rows' unused formulas are fed safe values (t_next = 0, r = 1): where() passes no gradient
+    to the branch it drops, but 0 * inf in that branch would still make the gradient NaN.
     """
-    bounds = interval_bounds(K, T)
-    deepest = int(m.min()) if rollout_to is None else rollout_to
-    x, prev = noise, None
-    x_start = torch.empty_like(noise)
-    x0_prev_at = {}
-    with torch.no_grad():
-        for j in range(K, 0, -1):  # roll out as far as the latest segment start anyone needs
-            here = m == j - 1
-            x_start[here] = x[here]
-            x0_prev_at[j] = prev
-            if j - 1 <= deepest:
-                break
-            t = torch.full((len(x),), bounds[j], device=x.device)
-            x0 = student.x0(x, t, cond, step_cond)
-            x, prev = _step(schedule, solver, x, x0, bounds[j], bounds[j - 1], prev), (x0, bounds[j])
-    t_cur = torch.tensor([bounds[int(k) + 1] for k in m], device=noise.device)
-    x0_hat = student.x0(x_start, t_cur, cond, step_cond)
-    x_i = torch.empty_like(x0_hat)
-    for k in m.unique().tolist():
-        rows = m == k
-        prev_k = x0_prev_at.get(k + 1)
-        prev_rows = None if prev_k is None else (prev_k[0][rows], prev_k[1])
-        x_i[rows] = _step(schedule, solver, x_start[rows], x0_hat[rows], bounds[k + 1], bounds[k], prev_rows)
-    t_i = torch.tensor([bounds[int(k)] for k in m], device=noise.device)
-    return TrajectorySample(x_i, x0_hat, t_i, t_cur)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    clean = (t_next == CLEAN).view(shape)
+    alpha, sigma = schedule.alpha_sigma(t_cur, x)
+    alpha_next, sigma_next = schedule.alpha_sigma(t_next.clamp(min=0), x)
+    out = alpha_next * x0 + sigma_next * x0_to_eps(x, x0, alpha, sigma)
+    if solver == "dpmpp":
+        lam, lam_next = torch.log(alpha / sigma), torch.log(alpha_next / sigma_next)
+        h = lam_next - lam
+        alpha_prev, sigma_prev = schedule.alpha_sigma(t_prev, x)
+        has_prev = has_prev.view(shape)
+        r = torch.where(has_prev, (lam - torch.log(alpha_prev / sigma_prev)) / h, torch.ones_like(h))
+        d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        out = torch.where(has_prev, (sigma_next / sigma) * x - alpha_next * torch.expm1(-h) * d, out)
+    return torch.where(clean, x0, out)

@@ -1,0 +1,49 @@
+"""Each iteration's inputs, made on the CPU while the GPU trains.
+
+Everything random about iteration `step` is a pure function of (seed, step) (randomness.py):
+K, the prompts and their tokens, the noise, and the draws of Algorithm 1. So the iterations'
+inputs can be made ahead, in a data loader's worker processes, and a resumed run makes the
+same inputs for the same step. On a GPU the host work (a 256-row batch of tiny-sd15 prompts
+takes tens of milliseconds to generate and tokenise) then overlaps the GPU's instead of
+adding to it. With `workers=0` everything is made in the training process, in step order:
+the numbers are the same either way.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .config import TrainConfig
+from .randomness import BatchRandom, draw_iteration, step_generator
+
+
+class StepInputs(torch.utils.data.Dataset):
+    """inputs[step] -> {"step", "K", "batch": backbone.host_batch(...), "draws": IterationDraws}, all on the CPU."""
+
+    def __init__(self, backbone, config: TrainConfig, process_index: int = 0, num_processes: int = 1):
+        self.backbone, self.config = backbone, config
+        self.process_index, self.num_processes = process_index, num_processes
+
+    def __len__(self) -> int:
+        return self.config.iterations
+
+    def __getitem__(self, step: int) -> dict:
+        method = self.config.method
+        rng = BatchRandom.for_process(step_generator(self.config.seed, step), method.batch_size,
+                                      self.process_index, self.num_processes)
+        K = rng.choice(method.steps)  # TDM-unify: one K per iteration, the same on every process
+        batch = self.backbone.host_batch(rng, step)
+        draws = draw_iteration(rng, K, method.fake_updates, tuple(self.backbone.latent_shape))
+        return {"step": step, "K": K, "batch": batch, "draws": draws}
+
+
+def step_inputs(backbone, config: TrainConfig, start: int, process_index: int, num_processes: int,
+                workers: int, pin_memory: bool) -> Iterator[dict]:
+    """The inputs of iterations start .. config.iterations - 1, in order."""
+    dataset = StepInputs(backbone, config, process_index, num_processes)
+    steps = range(start, config.iterations)
+    if workers == 0:
+        return (dataset[step] for step in steps)
+    return iter(torch.utils.data.DataLoader(dataset, sampler=steps, batch_size=None, num_workers=workers,
+                                            pin_memory=pin_memory, prefetch_factor=4))

@@ -1,0 +1,116 @@
+"""The ways an iteration can execute compute the same thing (CPU).
+
+- the vectorised per-row solver step equals the per-group step it replaced, bit for bit;
+- rolling out only the rows that need each step gives each row the same state as rolling out
+  every row (the student's calls see fewer rows; results agree to float32 rounding);
+- gradient accumulation over micro-batches gives the same losses and weights as one pass;
+- inputs made ahead in data-loader workers are the inputs made in the training process.
+
+CUDA graphs and compilation run on a GPU only: tests/test_tdm_cuda.py.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.worlds.gmm import sd15_schedule
+from methods.tdm.objective import CLEAN, interval_bounds
+from methods.tdm.presets import resolve
+from methods.tdm.train import train
+from methods.tdm.trajectory import _per_row_step, _step, rollout
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SCHEDULE = sd15_schedule()
+
+
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp"])
+def test_per_row_step_equals_the_step_of_each_group(solver):
+    K, n = 4, 64
+    bounds = interval_bounds(K)
+    g = torch.Generator().manual_seed(0)
+    m = torch.arange(n) % K
+    x, x0, x0_prev = (torch.randn(n, 4, 3, 3, generator=g) for _ in range(3))
+    table = torch.tensor(bounds)
+    out = _per_row_step(SCHEDULE, solver, x, x0, table[m + 1], table[m], x0_prev, table[(m + 2).clamp(max=K)],
+                        m < K - 1)
+    for k in range(K):
+        rows = m == k
+        prev = None if k == K - 1 else (x0_prev[rows], bounds[k + 2])
+        expected = _step(SCHEDULE, solver, x[rows], x0[rows], bounds[k + 1], bounds[k], prev)
+        assert torch.equal(out[rows], expected), k
+    assert torch.equal(out[m == 0], x0[m == 0])  # the clean end is the prediction itself
+    assert bounds[0] == CLEAN
+
+
+class CountingStudent:
+    """A smooth, row-wise student that counts the rows it is called on."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def x0(self, x, t, cond, step_cond=None):
+        self.rows += len(x)
+        return torch.tanh(x * (1 + t.float().view(-1, *[1] * (x.dim() - 1)) / 1000)) * cond["scale"]
+
+
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp"])
+def test_rolling_out_only_the_rows_that_need_it_gives_the_same_states(solver):
+    K, n = 4, 32
+    g = torch.Generator().manual_seed(1)
+    noise, scale = torch.randn(n, 2, generator=g), torch.rand(n, 1, generator=g) + 0.5
+    m = torch.randint(0, K, (n,), generator=g)
+    every, some = CountingStudent(), CountingStudent()
+    full = rollout(every, SCHEDULE, noise, {"scale": scale}, K, m, solver)
+    rows = rollout(some, SCHEDULE, noise, {"scale": scale}, K, m, solver, m_host=m)
+    torch.testing.assert_close(rows.x_start, full.x_start, rtol=0, atol=1e-6)
+    torch.testing.assert_close(rows.x0_prev, full.x0_prev, rtol=0, atol=1e-6)
+    assert every.rows == n * (K - 1 - int(m.min()))
+    needed = [int((m <= j - 2).sum()) for j in range(K, 1, -1)]  # 1.5 calls per row for uniform m
+    assert sum(needed) <= some.rows <= sum(-(-k // 4) * 4 for k in needed)  # padded to multiples of n / 8
+    assert some.rows < every.rows
+
+
+def _losses(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+
+
+def _run(preset, out, **overrides):
+    settings = {"tracker": "none", "output_dir": str(out), "export": "false", "checkpoint_every": "0",
+                "log_every": "1", **{k: str(v) for k, v in overrides.items()}}
+    return train(resolve(preset, [f"{k}={v}" for k, v in settings.items()]), "cpu", show_progress=False)
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("gmm-4step", dict(iterations=5, batch_size=64)),
+    ("tiny-sd15-unify", dict(iterations=3, batch_size=8, lr_student=1e-4, lr_fake=1e-3)),
+])
+def test_gradient_accumulation_is_the_same_update(tmp_path, preset, overrides):
+    one = _run(preset, tmp_path / "one", **overrides)
+    two = _run(preset, tmp_path / "two", grad_accumulation=2, **overrides)
+    assert one["iterations"] == two["iterations"]
+    for a, b in zip(_losses(tmp_path / "one"), _losses(tmp_path / "two")):
+        for key in ("loss/fake_score", "loss/student"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), (a["step"], key)
+
+
+def test_gradient_accumulation_must_divide_the_batch():
+    from methods.common.errors import UserError
+
+    with pytest.raises(UserError, match="grad_accumulation"):
+        resolve("gmm-4step", ["batch_size=64", "grad_accumulation=3"])
+
+
+def test_inputs_made_in_workers_are_the_same(tmp_path):
+    from methods.tdm.backbones import load_backbone
+    from methods.tdm.inputs import step_inputs
+
+    config = resolve("tiny-sd15-4step", ["batch_size=4", "iterations=4", f"output_dir={tmp_path}"])
+    backbone = load_backbone(config, torch.device("cpu"), torch.float32)
+    here = list(step_inputs(backbone, config, 1, 0, 1, workers=0, pin_memory=False))
+    ahead = list(step_inputs(backbone, config, 1, 0, 1, workers=2, pin_memory=False))
+    assert [item["step"] for item in ahead] == [1, 2, 3]
+    for a, b in zip(here, ahead):
+        assert a["K"] == b["K"] and torch.equal(a["batch"]["noise"], b["batch"]["noise"])
+        assert torch.equal(a["batch"]["text"], b["batch"]["text"])
+        assert all(torch.equal(x, y) for x, y in zip(a["draws"].tensors(), b["draws"].tensors()))
