@@ -8,7 +8,14 @@ Caching and resuming:
   half-trained run resumes from its latest checkpoint (methods/tdm/train.py);
 - each training run is claimed with an OS file lock, so several runner processes can work on
   one grid (e.g. four on one GPU) without doing anything twice; a killed process's locks
-  vanish with it.
+  vanish with it;
+- what a world's evaluation needs once (tiny-sd15: the real images' features and the teacher's
+  reference features) lives in `<results>/runs/cache`, keyed by what fixes it, and is made on
+  first use, so a grid whose cells are all finished makes none of it.
+
+A cell's record splits its `eval_seconds` into parts (tiny-sd15: `sampler_load_seconds`,
+`sampling_seconds`, `scoring_seconds`, and `judge_seconds` / `reference_seconds` with
+`judge_from` / `reference_from`: "computed", "disk cache" or "memory").
 """
 from __future__ import annotations
 
@@ -134,6 +141,7 @@ class Runner:
         training = self._train(job)
         evaluator = self.evaluator(job)
         t0 = time.time()
+        evaluator.take_parts()  # start this cell's split of eval_seconds afresh
         sampler = evaluator.sampler(job.run_dir(self.results_dir), job.cell)
         metrics = evaluator.score(sampler)
         return {
@@ -141,7 +149,9 @@ class Runner:
             "cell_key": job.cell.key, "seed": job.seed, "fingerprint": fingerprint,
             "metrics": metrics, "metric_directions": evaluator.metrics, "n_samples": evaluator.n_samples,
             "sampler": sampler.describe(), "eval_config": asdict(evaluator.config),
-            "eval_seconds": round(time.time() - t0, 1), "training": training,
+            # eval_seconds includes the world's one-off parts (judge, teacher reference) when this
+            # cell had to make them; the parts say which, e.g. reference_seconds and reference_from.
+            "eval_seconds": round(time.time() - t0, 1), **evaluator.take_parts(), "training": training,
             "cell_wall_seconds": round(time.time() - started, 1), **provenance(self.device),
         }
 
