@@ -101,10 +101,12 @@ def test_teacher_reference_cache_is_reused_and_a_damaged_one_recomputed(tmp_path
     parts = again.take_parts()
     assert parts["reference_from"] == "disk cache" and parts["judge_from"] == "disk cache"
 
-    only_file(tmp_path, "tiny-sd15-teacher-features-*.pt").write_bytes(b"\0" * 10)
-    repaired = TinySD15Evaluator(TINY_SCALE, "cpu", tmp_path)
-    assert torch.equal(repaired.reference(), reference)
-    assert repaired.take_parts()["reference_from"] == "computed"
+    path = only_file(tmp_path, "tiny-sd15-teacher-features-*.pt")
+    for damage in (lambda: path.write_bytes(b"\0" * 10), lambda: write_features(path, "another key", reference)):
+        damage()
+        repaired = TinySD15Evaluator(TINY_SCALE, "cpu", tmp_path)
+        assert torch.equal(repaired.reference(), reference)
+        assert repaired.take_parts()["reference_from"] == "computed"
 
 
 def test_a_score_reports_its_parts_and_the_same_metrics_as_the_judge(tmp_path):
