@@ -1,6 +1,6 @@
 # The two commands a newcomer needs; each sets up ./.venv first if it is missing or stale.
 #   make reproduce   the main job on the shipped tiny-sd15 world
-#   make test        the test suite (about 5 minutes on 2 CPU cores, once set up)
+#   make test        the test suite (about 7 minutes on 2 CPU cores, once set up)
 PY := .venv/bin/python
 STAMP := .venv/.installed
 

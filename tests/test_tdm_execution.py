@@ -67,8 +67,18 @@ def test_rolling_out_only_the_rows_that_need_it_gives_the_same_states(solver):
     torch.testing.assert_close(rows.x0_prev, full.x0_prev, rtol=0, atol=1e-6)
     assert every.rows == n * (K - 1 - int(m.min()))
     needed = [int((m <= j - 2).sum()) for j in range(K, 1, -1)]  # 1.5 calls per row for uniform m
-    assert sum(needed) <= some.rows <= sum(-(-k // 4) * 4 for k in needed)  # padded to multiples of n / 8
+    assert some.rows == sum(needed)  # on a CPU no padding (a GPU pads to multiples of n / 8)
     assert some.rows < every.rows
+
+
+def test_rows_are_padded_to_few_batch_sizes_on_a_gpu_only():
+    from methods.tdm.trajectory import _padded_rows
+
+    needed = torch.zeros(64, dtype=torch.bool)
+    needed[[3, 9, 20]] = True
+    assert _padded_rows(needed, "cpu").tolist() == [3, 9, 20]
+    if torch.cuda.is_available():
+        assert _padded_rows(needed, "cuda").tolist() == [3, 9, 20, 3, 3, 3, 3, 3]  # a multiple of 64 / 8
 
 
 def _losses(out: Path) -> list[dict]:

@@ -139,7 +139,8 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
             net.enable_gradient_checkpointing()
     if config.channels_last and accelerator.device.type == "cuda":
         for role in (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher):
-            role.core.to(memory_format=torch.channels_last)
+            if hasattr(role, "core"):  # diffusers networks; gmm's exact teacher has no layout
+                role.core.to(memory_format=torch.channels_last)
     if config.compile:
         for role in (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher):
             role.model = torch.compile(role.model)
@@ -199,7 +200,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
             losses = iterate(K, noise, cond, uncond, draws)
         if step == 0:
             _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
-        if step == start + 1:  # time from the second iteration: the first pays for warm-up
+        if step == start + 1:  # time from the third iteration: the first two pay for warm-up (under
+            # CUDA graphs, the eager run and the capture)
             _sync(accelerator)
             timed_from = time.perf_counter()
         timed_steps += step > start + 1

@@ -66,9 +66,10 @@ ROW_BUCKETS = 8
 
 def _padded_rows(needed: torch.Tensor, device) -> torch.Tensor:
     """Indices of the rows that `needed` marks, padded with repeats of the first to a multiple of
-    len(needed) / ROW_BUCKETS; computed on the CPU, then moved."""
+    len(needed) / ROW_BUCKETS on a GPU (on a CPU no plans are cached per shape: no padding);
+    computed on the CPU, then moved."""
     index = torch.nonzero(needed).flatten()
-    if not len(index):
+    if not len(index) or torch.device(device).type != "cuda":
         return index.to(device)
     bucket = max(1, -(-len(needed) // ROW_BUCKETS))
     padding = -len(index) % bucket
@@ -88,10 +89,10 @@ def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch
     With `m_host` (m on the CPU), each step runs the student only on the rows that still need
     it: for K = 4 that is 1.5 calls per row on average instead of 3. Without it every row is
     rolled out to `depth` (static shapes, as a CUDA graph needs). The rows' results are the same.
-    The selected rows are padded to a multiple of n / ROW_BUCKETS (repeating a row whose result
-    is then dropped), so the student sees at most ROW_BUCKETS batch sizes per step: cuDNN plans
-    its convolutions and attention per shape, and a new shape every iteration costs more host
-    time than the rows saved.
+    On a GPU the selected rows are padded to a multiple of n / ROW_BUCKETS (repeating a row whose
+    result is then dropped), so the student sees at most ROW_BUCKETS batch sizes per step: cuDNN
+    plans its convolutions and attention per shape, and a new shape every iteration costs more
+    host time than the rows saved.
     """
     bounds = interval_bounds(K, T)
     depth = int(m.min()) if depth is None else depth
