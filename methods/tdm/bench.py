@@ -32,7 +32,7 @@ PROMPTS = ["a photo of a cat on a sofa", "a watercolour painting of a lighthouse
            "an astronaut riding a horse", "a bowl of ramen, studio lighting", "a city street in the rain at night",
            "a portrait of an old fisherman", "a red sports car on a mountain road", "a cosy library with tall shelves"]
 TINY = "tiny-sd15"  # the shipped world: its own teacher and captions, nothing to build
-PEAK_TFLOPS = 790.0  # dense bf16 matrix products on one H200, measured (../shared/reference/compute.md)
+PEAK_TFLOPS = 790.0  # about what a dense bf16 matrix product reaches on one H200 (--peak-tflops for other GPUs)
 
 
 def main(argv: list[str] | None = None) -> int:

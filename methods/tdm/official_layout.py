@@ -1,7 +1,7 @@
 """The official TDM demo script's pass structure, replayed on this project's backbones: the
 reference that `python -m methods.tdm.bench` measures the project's trainer against.
 
-One iteration of the script (../shared/reference/official-tdm-code.md), per sample:
+One iteration of the script (train_tdm_demo.py of the authors' repository, Luo-Yihong/TDM), per sample:
 
 1. roll-out: the student runs all K = 4 steps from noise at b_K without CFG and without grad,
    DDIM (eta 0), keeping the state x_{t_k} at every student timestep t_k;     4 forwards
@@ -11,7 +11,7 @@ One iteration of the script (../shared/reference/official-tdm-code.md), per samp
    conditional and unconditional as two passes, the fake score without grad; 6 forwards
 
 counting a backward as two forwards: 15 forward-equivalents per sample and iteration, where
-the same mathematics needs about 10.5 (../shared/reference/compute.md).
+the same mathematics needs about 10.5 (roll-out to the sampled step, batched CFG, no unused pass).
 
 Precision as the script's fp16 training: trainable student and fake score in fp32 under fp16
 autocast with a gradient scaler, frozen teacher and text encoder in fp16; fp32 throughout on

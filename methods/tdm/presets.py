@@ -24,7 +24,7 @@ PAPER = {
                  lr_student=1e-6, lr_fake=5e-6, batch_size=64, guidance=8.0, iterations=1000, resolution=512),
     "pixart": dict(backbone="pixart", teacher="PixArt-alpha/PixArt-XL-2-512x512", steps=(4,),
                    lr_student=2e-6, lr_fake=2e-5, batch_size=32, guidance=3.5, iterations=500),
-    # The official demo script's choices (../shared/reference/official-tdm-code.md), for comparison.
+    # The official demo script's choices (train_tdm_demo.py, Luo-Yihong/TDM), for comparison.
     # Its T = 900 trajectory and 8-bit AdamW are not reproduced.
     "pixart-official-script": dict(
         backbone="pixart", teacher="PixArt-alpha/PixArt-XL-2-512x512", steps=(4,), lr_student=4e-6, lr_fake=2e-5,
