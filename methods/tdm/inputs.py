@@ -41,9 +41,14 @@ class StepInputs(torch.utils.data.Dataset):
 def step_inputs(backbone, config: TrainConfig, start: int, process_index: int, num_processes: int,
                 workers: int, pin_memory: bool) -> Iterator[dict]:
     """The inputs of iterations start .. config.iterations - 1, in order."""
+    import multiprocessing
+
     dataset = StepInputs(backbone, config, process_index, num_processes)
     steps = range(start, config.iterations)
-    if workers == 0:
+    # Workers are forked: they inherit the backbone (its tokenizer and prompt source) instead of
+    # unpickling it, and never touch its GPU networks. Where fork does not exist, no workers.
+    if workers == 0 or "fork" not in multiprocessing.get_all_start_methods():
         return (dataset[step] for step in steps)
     return iter(torch.utils.data.DataLoader(dataset, sampler=steps, batch_size=None, num_workers=workers,
-                                            pin_memory=pin_memory, prefetch_factor=4))
+                                            pin_memory=pin_memory, prefetch_factor=4,
+                                            multiprocessing_context="fork"))
