@@ -38,17 +38,27 @@ class StepInputs(torch.utils.data.Dataset):
         return {"step": step, "K": K, "batch": batch, "draws": draws}
 
 
-def step_inputs(backbone, config: TrainConfig, start: int, process_index: int, num_processes: int,
-                workers: int, pin_memory: bool) -> Iterator[dict]:
-    """The inputs of iterations start .. config.iterations - 1, in order."""
+def data_workers(config: TrainConfig, device: torch.device) -> int:
+    """How many worker processes make inputs: `data_workers`, or 4 on CUDA and 0 on a CPU (where
+    they would take cores from the training itself); 0 where processes cannot be forked."""
     import multiprocessing
 
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    if config.data_workers >= 0:
+        return config.data_workers
+    return 4 if device.type == "cuda" else 0
+
+
+def step_inputs(backbone, config: TrainConfig, start: int, process_index: int, num_processes: int,
+                workers: int, pin_memory: bool) -> Iterator[dict]:
+    """The inputs of iterations start .. config.iterations - 1, in order (see `data_workers`)."""
     dataset = StepInputs(backbone, config, process_index, num_processes)
     steps = range(start, config.iterations)
-    # Workers are forked: they inherit the backbone (its tokenizer and prompt source) instead of
-    # unpickling it, and never touch its GPU networks. Where fork does not exist, no workers.
-    if workers == 0 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers == 0:
         return (dataset[step] for step in steps)
+    # Workers are forked: they inherit the backbone (its tokenizer and prompt source) instead of
+    # unpickling it, and never touch its GPU networks.
     return iter(torch.utils.data.DataLoader(dataset, sampler=steps, batch_size=None, num_workers=workers,
                                             pin_memory=pin_memory, prefetch_factor=4,
                                             multiprocessing_context="fork"))

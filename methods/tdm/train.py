@@ -32,7 +32,7 @@ from methods.common.errors import UserError
 
 from .backbones import load_backbone, step_condition
 from .config import TrainConfig
-from .inputs import step_inputs
+from .inputs import data_workers, step_inputs
 from .presets import PRESETS, resolve
 from .trainer import StepOptions, train_step
 
@@ -180,10 +180,9 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     if accelerator.is_main_process:
         _truncate_log(losses_file, start)
     iterate = _iteration(config, accelerator, backbone, optimisers, options, execution)
-    cuda = accelerator.device.type == "cuda"
-    workers = config.data_workers if config.data_workers >= 0 else (4 if cuda else 0)
+    workers = data_workers(config, accelerator.device)
     inputs = step_inputs(backbone, config, start, accelerator.process_index, accelerator.num_processes, workers,
-                         pin_memory=cuda)
+                         pin_memory=accelerator.device.type == "cuda")
     timed_from, timed_steps = None, 0
     wall_start = time.perf_counter()
     bar = tqdm(inputs, initial=start, total=config.iterations, desc="TDM",
@@ -200,9 +199,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
             losses = iterate(K, noise, cond, uncond, draws)
         if step == 0:
             _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
-        if step == start + 1:  # time from the third iteration: the first two pay for warm-up (under
-            # CUDA graphs, the eager run and the capture)
-            _sync(accelerator)
+        if step == start + 1:  # time from the third iteration: the first two are warm-up (the eager run
+            _sync(accelerator)  # and the capture, under CUDA graphs)
             timed_from = time.perf_counter()
         timed_steps += step > start + 1
         if (step + 1) % config.log_every == 0 or step + 1 == config.iterations:
