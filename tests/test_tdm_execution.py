@@ -145,3 +145,23 @@ def test_training_with_per_row_and_every_row_roll_outs_agree(tmp_path, monkeypat
     for a, b in zip(losses[True], losses[False]):
         for key in ("loss/fake_score", "loss/student"):
             assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+
+
+def test_weights_stepped_inside_an_autocast_region_are_used_at_once():
+    """An iteration runs in one autocast region, which caches bf16 copies of trainable weights:
+    after a role's optimiser step its next pass must see the new weights, not the cached copy."""
+    from methods.tdm.trainer import _update
+
+    torch.manual_seed(0)
+    net, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
+    optimiser = torch.optim.SGD(net.parameters(), lr=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            before = net(x)
+        _update(optimiser, net(x).square().mean(), grad_clip=1e9)
+        with torch.no_grad():
+            inside = net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        fresh = net(x)
+    assert not torch.equal(inside, before)
+    assert torch.equal(inside, fresh)

@@ -195,6 +195,10 @@ def _step(optimiser, loss: torch.Tensor, grad_clip: float, accelerator, options:
     else:
         accelerator.clip_grad_norm_(params, grad_clip)
     optimiser.step()
+    # Within one autocast region torch caches the low-precision copy of every trainable weight
+    # it casts. The iteration runs in one region, so without this the generator pass (and every
+    # later fake-score update) would compute with the fake score's weights from before this step.
+    torch.clear_autocast_cache()
     if not options.keep_grads:  # free them now: the other role's passes come next and want the memory
         optimiser.zero_grad(set_to_none=True)
     return loss
