@@ -1,35 +1,61 @@
 #!/usr/bin/env bash
-# The speed measurements in results/bench/*-h200.json, in one go on one GPU (about 8 minutes on an H200):
-#   bash scripts/bench-h200.sh      (writes to $OUT, default results/bench/new)
-# The GPU equivalence test, tiny-sd15 graphs against eager, SD-1.5 eager beside the official pass structure,
-# SD-1.5 with torch.compile + channels-last, with gradient checkpointing and with 2 micro-batches,
-# and one full-scale Table 5 cell (TDM-4step, seed 0).
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false  # PYTHON=.venv/bin/python to use the project's environment
+# The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
+# 20 minutes on an H200, each section under 10):
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [large] [cell]     (writes to $OUT, default results/bench/new)
+#   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
+#   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
+#   sd15      SD-1.5 eager beside the official pass structure; compile + channels-last; checkpointing; 2 micro-batches
+#   large     PixArt-alpha at the paper's batch 32 (4 micro-batches) and SDXL LoRA, each beside the official structure
+#   cell      one full-scale Table 5 cell (TDM-4step, seed 0)
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
+PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
+SECTIONS=${*:-gpu-test tiny sd15 large cell}
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
-summary() { ${PYTHON:-python3} -c "
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+summary() { $PY -c "
 import json,sys; d=json.load(open(sys.argv[1]))
 keys=('execution','seconds_per_iteration','ms_per_sample_iteration','peak_memory_gib','achieved_tflops','speedup_vs_official')
 print({k: d.get(k) for k in keys}); c=d.get('compared'); o=d.get('official_layout')
 c and print('compared', {k: c.get(k) for k in keys + ('speedup_of_main_run',)})
 o and print('official', {k: o.get(k) for k in keys + ('error',)})" $1; }
-stamp gpu-test
-timeout 200 ${PYTHON:-python3} -m pytest -m gpu tests/test_tdm_cuda.py -s -q -p no:cacheprovider > $OUT/gpu-test.log 2>&1; echo rc=$?; grep -E "relative difference|passed|failed|Error" $OUT/gpu-test.log | tail -8
-stamp tiny
-timeout 150 ${PYTHON:-python3} -m methods.tdm.bench --backbone tiny-sd15 --batch-size 256 --iterations 100 --compare execution=eager --no-reference --out $OUT/tdm-tiny-sd15-h200.json > $OUT/bench.log 2>&1; echo rc=$?; summary $OUT/tdm-tiny-sd15-h200.json
-${PYTHON:-python3} -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
-stamp sd15
-timeout 150 ${PYTHON:-python3} -m methods.tdm.bench --pipeline /tmp/sd15 --iterations 20 --out $OUT/tdm-sd15-h200.json >> $OUT/bench.log 2>&1; echo rc=$?; summary $OUT/tdm-sd15-h200.json
-stamp sd15-compile
-timeout 150 ${PYTHON:-python3} -m methods.tdm.bench --pipeline /tmp/sd15 --iterations 20 --no-reference --out $OUT/tdm-sd15-compile-h200.json compile=true channels_last=true >> $OUT/bench.log 2>&1; echo rc=$?; summary $OUT/tdm-sd15-compile-h200.json
-stamp sd15-checkpointing
-timeout 100 ${PYTHON:-python3} -m methods.tdm.bench --pipeline /tmp/sd15 --iterations 20 --no-reference --out $OUT/tdm-sd15-checkpointing-h200.json gradient_checkpointing=true >> $OUT/bench.log 2>&1; echo rc=$?; summary $OUT/tdm-sd15-checkpointing-h200.json
-stamp sd15-accumulation
-timeout 100 ${PYTHON:-python3} -m methods.tdm.bench --pipeline /tmp/sd15 --iterations 20 --no-reference --out $OUT/tdm-sd15-accumulation-h200.json grad_accumulation=2 >> $OUT/bench.log 2>&1; echo rc=$?; summary $OUT/tdm-sd15-accumulation-h200.json
-stamp table5-cell
-timeout 150 ${PYTHON:-python3} -m harness.reproduce table5 --device cuda --scale full --seeds 0 --variants 4step --results-dir /tmp/r --no-progress > $OUT/cell.log 2>&1; echo rc=$?
-cp /tmp/r/table5/tiny-sd15/4step-4step-dpmpp-seed0.json $OUT/table5-4step-cell-h200.json 2>/dev/null
-${PYTHON:-python3} -c "
+bench() {  # bench NAME TIMEOUT ARGS...: one bench, its log appended to bench.log, its summary printed
+  local name=$1 limit=$2; shift 2; stamp $name
+  timeout $limit $PY -m methods.tdm.bench --out $OUT/$name.json "$@" >> $OUT/bench.log 2>&1; echo rc=$?
+  summary $OUT/$name.json
+}
+
+if want gpu-test; then
+  stamp gpu-test
+  timeout 420 $PY -m pytest -m gpu tests/test_tdm_cuda.py -s -q -p no:cacheprovider > $OUT/gpu-test.log 2>&1; echo rc=$?
+  grep -E "relative difference|passed|failed|Error" $OUT/gpu-test.log | tail -10
+fi
+if want tiny; then
+  bench tdm-tiny-sd15-h200 150 --backbone tiny-sd15 --batch-size 256 --iterations 100 --compare execution=eager --no-reference
+  bench tdm-tiny-sd15-compile-h200 300 --backbone tiny-sd15 --batch-size 256 --iterations 100 --compare compile=false --no-reference compile=true
+fi
+if want sd15; then
+  $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
+  bench tdm-sd15-h200 150 --pipeline /tmp/sd15 --iterations 20
+  bench tdm-sd15-compile-h200 150 --pipeline /tmp/sd15 --iterations 20 --no-reference compile=true channels_last=true
+  if [[ -z $SD15_FAST ]]; then
+    bench tdm-sd15-checkpointing-h200 100 --pipeline /tmp/sd15 --iterations 20 --no-reference gradient_checkpointing=true
+    bench tdm-sd15-accumulation-h200 100 --pipeline /tmp/sd15 --iterations 20 --no-reference grad_accumulation=2
+  fi
+fi
+if want large; then
+  $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['pixart']('/tmp/pixart')" > /dev/null 2>&1
+  bench tdm-pixart-h200 240 --backbone pixart --pipeline /tmp/pixart --batch-size 32 --iterations 6 grad_accumulation=4
+  rm -rf /tmp/pixart
+  $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sdxl']('/tmp/sdxl')" > /dev/null 2>&1
+  bench tdm-sdxl-lora-h200 200 --backbone sdxl --pipeline /tmp/sdxl --batch-size 16 --iterations 8 lora_rank=64
+fi
+if want cell; then
+  stamp table5-cell
+  timeout 150 $PY -m harness.reproduce table5 --device cuda --scale full --seeds 0 --variants 4step --results-dir /tmp/r --no-progress > $OUT/cell.log 2>&1; echo rc=$?
+  cp /tmp/r/table5/tiny-sd15/4step-4step-dpmpp-seed0.json $OUT/table5-4step-cell-h200.json 2>/dev/null
+  $PY -c "
 import json; d=json.load(open('$OUT/table5-4step-cell-h200.json')); t=d['training']
 print({k: d.get(k) for k in ('eval_seconds','cell_wall_seconds')}, {k: d.get(k) for k in d if k.endswith('_seconds') and k not in ('eval_seconds','cell_wall_seconds')}, 'train s/it', t['seconds_per_iteration'], 'train wall', t['wall_seconds'], d['metrics'])"
+fi
 stamp end

@@ -127,22 +127,15 @@ def test_inputs_made_in_workers_are_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["tiny-sd15-4step-dpmpp", "tiny-sd15-unify"])
-def test_training_with_per_row_and_every_row_roll_outs_agree(tmp_path, monkeypatch, preset):
+def test_training_with_per_row_and_every_row_roll_outs_agree(tmp_path, preset):
     """CUDA graphs roll out every row, eager runs only the rows that need it: in fp32 the two
     trainings stay together (20 iterations at batch 64 agreed to 1.3e-6 for the DPM-Solver preset)."""
-    import dataclasses
-
-    import methods.tdm.train as train_module
-
-    real = train_module._speed_options
     losses = {}
-    for per_row in (True, False):
-        monkeypatch.setattr(train_module, "_speed_options",
-                            lambda *a, per_row=per_row, **k: dataclasses.replace(real(*a, **k), rollout_rows=per_row))
-        out = tmp_path / str(per_row)
-        _run(preset, out, iterations=4, batch_size=16, importance_weights="per_dim_mean")
-        losses[per_row] = _losses(out)
-    for a, b in zip(losses[True], losses[False]):
+    for rollout in ("auto", "every_row"):
+        _run(preset, tmp_path / rollout, iterations=4, batch_size=16, importance_weights="per_dim_mean",
+             rollout=rollout)
+        losses[rollout] = _losses(tmp_path / rollout)
+    for a, b in zip(losses["auto"], losses["every_row"]):
         for key in ("loss/fake_score", "loss/student"):
             assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
 

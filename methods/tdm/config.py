@@ -60,6 +60,7 @@ def _check_choice(name: str, value, choices) -> None:
 
 BACKBONES = ("sd15", "sdxl", "pixart", "gmm")
 EXECUTIONS = ("eager", "cuda_graph")
+ROLLOUTS = ("auto", "every_row")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
@@ -85,6 +86,9 @@ class TrainConfig:
     # How iterations execute (see train.py); none of these changes what is computed.
     execution: str = "eager"             # "eager" | "cuda_graph": whole iterations captured (one CUDA
                                          # process; eager elsewhere)
+    rollout: str = "auto"                # "auto": eager single-process runs roll out only the rows that
+                                         # need each step (fewer calls, varying shapes); "every_row":
+                                         # fixed shapes, as graphs and compiled networks always do
     compile: bool = False                # torch.compile the three networks (inductor's default mode)
     grad_accumulation: int = 1           # micro-batches per update: the same update in less memory
     gradient_checkpointing: bool = False # recompute the trained networks' activations in backward
@@ -97,6 +101,7 @@ class TrainConfig:
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("tracker", self.tracker, ("tensorboard", "none"))
         _check_choice("execution", self.execution, EXECUTIONS)
+        _check_choice("rollout", self.rollout, ROLLOUTS)
         if self.grad_accumulation < 1 or self.method.batch_size % self.grad_accumulation:
             raise ValueError(f"grad_accumulation must be a positive divisor of batch_size={self.method.batch_size}, "
                              f"got {self.grad_accumulation}")

@@ -147,7 +147,8 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
     # Rolling out only the rows that need each step saves student calls but lets shapes vary:
     # not under CUDA graphs (fixed shapes), compilation (a recompilation per shape) or FSDP
     # (every process must make the same calls).
-    per_row = execution == "eager" and not config.compile and accelerator.distributed_type != DistributedType.FSDP
+    per_row = (config.rollout == "auto" and execution == "eager" and not config.compile
+               and accelerator.distributed_type != DistributedType.FSDP)
     return StepOptions(rollout_rows=per_row, micro_batches=config.grad_accumulation,
                        keep_grads=execution == "cuda_graph")
 
@@ -220,6 +221,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes,
         "distributed": accelerator.distributed_type.value, "device": str(accelerator.device),
         "execution": execution, "data_workers": workers,
+        "rollout": "per_row" if options.rollout_rows else "every_row",
     }
     trained = _plain_student(accelerator, backbone, student) if config.export else None
     if accelerator.is_main_process:
