@@ -254,7 +254,9 @@ def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: 
 
     from .graphs import CapturedIterations
 
-    graphs = CapturedIterations(lambda key, inputs: run(key[0], inputs))
+    # Compiled networks run eagerly on step 0 (under the FLOP counter) and compile on a later
+    # call; a second warm-up per key lets that happen before capture, which records what runs.
+    graphs = CapturedIterations(lambda key, inputs: run(key[0], inputs), warmup=2 if config.compile else 1)
     return lambda K, *batch: graphs((K, batch[-1].depth), tensors(K, *batch))
 
 
