@@ -158,3 +158,16 @@ def test_weights_stepped_inside_an_autocast_region_are_used_at_once():
         fresh = net(x)
     assert not torch.equal(inside, before)
     assert torch.equal(inside, fresh)
+
+
+def test_compile_compiles_the_networks(tmp_path, monkeypatch):
+    """compile=true must reach dynamo: FLOPs are counted on step 0 under a dispatch mode, under
+    which dynamo would give up on the networks' code for the whole run."""
+    from torch._dynamo.testing import CompileCounter
+
+    counter, real = CompileCounter(), torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: real(module, backend=counter))
+    torch._dynamo.reset()
+    _run("tiny-sd15-4step", tmp_path, iterations=3, batch_size=4, compile="true")
+    torch._dynamo.reset()
+    assert counter.frame_count >= 1

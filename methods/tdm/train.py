@@ -195,10 +195,10 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         # The run's first iteration also counts its FLOPs (matmuls and convolutions, forward and
         # backward, this process's rows). Only iteration 0: counting can change the float rounding
         # of an iteration, and a resumed run must repeat the uninterrupted one bit for bit.
-        counter = FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
-        with counter:
+        counter = FlopCounterMode(display=False) if step == 0 else None
+        with _counting(counter):
             losses = iterate(K, noise, cond, uncond, draws)
-        if step == 0:
+        if counter is not None:
             _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
         if step == start + 1:  # time from the third iteration: the first two are warm-up (the eager run
             _sync(accelerator)  # and the capture, under CUDA graphs)
@@ -254,8 +254,9 @@ def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: 
 
     from .graphs import CapturedIterations
 
-    # Compiled networks run eagerly on step 0 (under the FLOP counter) and compile on a later
-    # call; a second warm-up per key lets that happen before capture, which records what runs.
+    # Compiled networks run eagerly on step 0 (while FLOPs are counted) and compile on their next
+    # call: a second warm-up per key compiles them before capture, so that the graph records
+    # the compiled kernels.
     graphs = CapturedIterations(lambda key, inputs: run(key[0], inputs), warmup=2 if config.compile else 1)
     return lambda K, *batch: graphs((K, batch[-1].depth), tensors(K, *batch))
 
@@ -276,6 +277,17 @@ def _plain_student(accelerator, backbone, student):
     model = backbone.trainable_copy("cpu")
     model.load_state_dict(state)
     return model
+
+
+@contextlib.contextmanager
+def _counting(counter: FlopCounterMode | None):
+    """Count FLOPs (when `counter` is given) with compiled networks running eagerly: dynamo, asked
+    to compile under the counter's dispatch mode, would skip their code for the rest of the run."""
+    if counter is None:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"), counter:
+        yield
 
 
 def _write_flops(accelerator, path: Path, flops: int, K: int) -> None:
