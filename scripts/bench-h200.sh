@@ -4,8 +4,9 @@
 #   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [large] [cell]     (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
-#   sd15      SD-1.5 eager beside the official pass structure; compile + channels-last; checkpointing; 2 micro-batches
-#   large     PixArt-alpha at the paper's batch 32 (4 micro-batches) and SDXL LoRA, each beside the official structure
+#   sd15      SD-1.5 eager beside the official pass structure; compile + channels-last (compiling takes over 5 minutes);
+#             checkpointing; 2 micro-batches (SD15_FAST=1 skips the last two)
+#   large     PixArt-alpha at the paper's batch 32 (4 micro-batches) and SDXL LoRA (beside the official structure)
 #   cell      one full-scale Table 5 cell (TDM-4step, seed 0)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
@@ -37,7 +38,7 @@ fi
 if want sd15; then
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
   bench tdm-sd15-h200 150 --pipeline /tmp/sd15 --iterations 20
-  bench tdm-sd15-compile-h200 150 --pipeline /tmp/sd15 --iterations 20 --no-reference compile=true channels_last=true
+  bench tdm-sd15-compile-h200 600 --pipeline /tmp/sd15 --iterations 20 --no-reference compile=true channels_last=true
   if [[ -z $SD15_FAST ]]; then
     bench tdm-sd15-checkpointing-h200 100 --pipeline /tmp/sd15 --iterations 20 --no-reference gradient_checkpointing=true
     bench tdm-sd15-accumulation-h200 100 --pipeline /tmp/sd15 --iterations 20 --no-reference grad_accumulation=2
@@ -45,7 +46,7 @@ if want sd15; then
 fi
 if want large; then
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['pixart']('/tmp/pixart')" > /dev/null 2>&1
-  bench tdm-pixart-h200 240 --backbone pixart --pipeline /tmp/pixart --batch-size 32 --iterations 6 grad_accumulation=4
+  bench tdm-pixart-h200 240 --backbone pixart --pipeline /tmp/pixart --batch-size 32 --iterations 6 --no-reference grad_accumulation=4
   rm -rf /tmp/pixart
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sdxl']('/tmp/sdxl')" > /dev/null 2>&1
   bench tdm-sdxl-lora-h200 200 --backbone sdxl --pipeline /tmp/sdxl --batch-size 16 --iterations 8 lora_rank=64
