@@ -51,17 +51,24 @@ class Job:
     seed: int
     world: str
     scale: Scale
+    settings: tuple[tuple[str, str], ...] = ()  # a sweep's key=value settings over the preset and scale
 
     def train_config(self, results_dir: Path):
-        overrides = {**self.scale.train.get(self.world, {}), "seed": self.seed, "tracker": "none",
-                     "output_dir": str(self.run_dir(results_dir))}
+        overrides = {**self.scale.train.get(self.world, {}), **dict(self.settings), "seed": self.seed,
+                     "tracker": "none", "output_dir": str(self.run_dir(results_dir))}
         return resolve(f"{self.world}-{self.cell.variant}", overrides)
 
+    @property
+    def tag(self) -> str:
+        """'' for a table's cell; '-key=value...' for a sweep's, so that its files are its own."""
+        return "".join(f"-{key}={value}" for key, value in self.settings)
+
     def run_dir(self, results_dir: Path) -> Path:
-        return results_dir / RUNS / self.scale.folder(self.world) / f"{self.cell.variant}-seed{self.seed}"
+        return results_dir / RUNS / self.scale.folder(self.world) / f"{self.cell.variant}{self.tag}-seed{self.seed}"
 
     def result_path(self, results_dir: Path) -> Path:
-        return results_dir / self.table.id / self.scale.folder(self.world) / f"{self.cell.key}-seed{self.seed}.json"
+        return (results_dir / self.table.id / self.scale.folder(self.world)
+                / f"{self.cell.key}{self.tag}-seed{self.seed}.json")
 
 
 @dataclass
@@ -104,7 +111,7 @@ class Runner:
             record = read_result(path)
             if record is not None and record.get("fingerprint") == fingerprint:
                 return record
-        with claim(self.results_dir / RUNS / "locks" / f"{job.scale.folder(job.world)}-{job.cell.variant}"
+        with claim(self.results_dir / RUNS / "locks" / f"{job.scale.folder(job.world)}-{job.cell.variant}{job.tag}"
                    f"-seed{job.seed}.lock") as mine:
             if not mine:
                 return None

@@ -12,9 +12,8 @@ and TDM-unify (one graph per K), each run compared with an eager run of the same
   change of batch shapes; in fp32 on a CPU the two agree to 1e-5
   (tests/test_tdm_execution.py).
 
-The paper's whole-sample importance weights turn rounding into large weight changes (their log
-is a sum over 1,024 latent dimensions), so the comparison uses the per-dimension weights
-(`importance_weights=per_dim_mean`); everything else is the preset's.
+The presets' default per-dimension importance weights are used (the paper's whole-sample ones
+would turn rounding into large weight changes: their log is a sum over 1,024 latent dimensions).
 
 Run on a GPU machine: python -m pytest -m gpu tests/test_tdm_cuda.py -s
 """
@@ -38,8 +37,7 @@ SHAPE_TOLERANCE = (1e-1, 2e-2)
 
 def _run(preset: str, out: Path, execution: str, **overrides) -> list[dict]:
     settings = {"tracker": "none", "output_dir": str(out), "export": "false", "checkpoint_every": "0",
-                "log_every": "1", "iterations": ITERATIONS, "batch_size": 64, "execution": execution,
-                "importance_weights": "per_dim_mean", **overrides}
+                "log_every": "1", "iterations": ITERATIONS, "batch_size": 64, "execution": execution, **overrides}
     summary = train(resolve(preset, [f"{k}={v}" for k, v in settings.items()]), "cuda", show_progress=False)
     assert summary["execution"] == execution
     return [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]

@@ -284,3 +284,21 @@ def test_bench_runs_the_sdxl_backbone(world, tmp_path):
                   "--iterations", "2", "--device", "cpu", "resolution=0"]) == 0
     record = json.loads(out.read_text())
     assert record["config"]["backbone"] == "sdxl" and record["iterations"] == 2
+
+
+def test_sdxl_second_stage_starts_the_student_from_the_first_and_the_rest_from_the_teacher(world, tmp_path):
+    """App. D: stage 2 (1024 px) continues stage 1's student; teacher and fake score are SDXL's."""
+    run("sdxl", world, tmp_path / "stage1", iterations=2, checkpoint_every=0, lr_student=1e-3)
+    stage1 = tmp_path / "stage1" / "student-K4"
+    backbone = SDXLBackbone(config("sdxl", world, tmp_path / "stage2", student_init=stage1), torch.device("cpu"),
+                            torch.float32)
+    exported = load("sdxl", stage1).unet.state_dict()
+    teacher = load("sdxl", world.sdxl).unet.state_dict()
+    student, fake = backbone.modules["student"].state_dict(), backbone.modules["fake_score"].state_dict()
+    assert any(not torch.equal(exported[k], teacher[k]) for k in teacher)  # stage 1 moved the student
+    assert all(torch.equal(student[k], exported[k]) for k in exported)
+    assert all(torch.equal(fake[k], teacher[k]) for k in teacher)
+    assert all(torch.equal(backbone.roles.teacher.model.state_dict()[k], teacher[k]) for k in teacher)
+    with pytest.raises(UserError, match="student_init"):
+        SDXLBackbone(config("sdxl", world, tmp_path / "bad", student_init=tmp_path / "nowhere"), torch.device("cpu"),
+                     torch.float32)

@@ -41,7 +41,7 @@ def test_exact_importance_weights_are_unbiased(t_i, tau):
     x0_hat, x_i, t_i_ = gaussian_student(n, g, t_i)
     tau_ = torch.full((n,), tau)
     x_tau = obj.diffuse_from(SCHEDULE, x_i, t_i_, tau_, torch.randn(x0_hat.shape, generator=g, dtype=x0_hat.dtype))
-    w = obj.importance_weight(SCHEDULE, x_tau, x_i, x0_hat, t_i_, tau_)
+    w = obj.importance_weight(SCHEDULE, x_tau, x_i, x0_hat, t_i_, tau_, "exact")
     standard_error = w.std() / n ** 0.5
     assert abs(w.mean() - 1) <= 3 * standard_error, (w.mean(), standard_error)  # clean x_i: w == 1
     assert standard_error < 0.01  # the test has power: a 3% bias would fail
@@ -91,7 +91,7 @@ def test_importance_weighted_fake_score_converges_to_the_true_student_score():
     alpha, sigma = (v.item() for v in SCHEDULE.alpha_sigma(tau[:1], x0_hat))
     true_a = alpha * std ** 2 / (alpha ** 2 * std ** 2 + sigma ** 2)  # E[x0|x_tau] = mean + a (x_tau - alpha mean)
     true_b = mean - true_a * alpha * mean
-    a, b = _fit_linear_fake_score(x_tau, x0_hat, obj.importance_weight(SCHEDULE, x_tau, x_i, x0_hat, t_i, tau))
+    a, b = _fit_linear_fake_score(x_tau, x0_hat, obj.importance_weight(SCHEDULE, x_tau, x_i, x0_hat, t_i, tau, "exact"))
     assert abs(a.item() - true_a) < 0.02 * true_a
     torch.testing.assert_close(b, true_b, atol=0.01, rtol=0)
     a_plain, _ = _fit_linear_fake_score(x_tau, x0_hat, None)

@@ -15,7 +15,12 @@ class TDMConfig:
     interval: str = "paper"              # "paper": tau in [b_i, b_{i+1}) (Eq. 5); "wide": tau in [b_i, T) (script)
     loss: str = "pseudo_huber"           # "pseudo_huber" (Eq. 11) | "kl" (Eq. 6 + DMD normaliser) |
                                          # "pseudo_huber_script" (elementwise c=1e-3 / normaliser) | "fisher" (Table 8)
-    importance_weights: str = "exact"    # "exact" (Sec. 3.1) | "per_dim_mean" (script) | "none" (Table 5 ablation)
+    importance_weights: str = "per_dim_mean"  # "per_dim_mean": the script's tempered weights, of order one at
+                                         # image dimensions | "exact": Sec. 3.1's density ratio, unbiased but
+                                         # degenerate beyond a few dimensions (objective.log_importance_weight)
+                                         # | "none" (Table 5 ablation)
+    fisher_alpha: float = 1.2            # Table 8's Fisher loss: weight of -||f_phi - f_psi||^2 (SiD's 1.2; the
+                                         # paper gives none; see objective.fisher_loss)
     match: str = "noisy"                 # "noisy": match x_{t_i} (TDM) | "clean": match x0_hat (Table 7)
     guidance: float = 3.5                # teacher CFG scale (App. D: 3.5 for SD-1.5 and PixArt, 8 for SDXL)
     lr_student: float = 2e-6             # App. D, SD-1.5
@@ -72,6 +77,8 @@ class TrainConfig:
     backbone: str = "sd15"               # "sd15" | "sdxl" | "pixart" (diffusers pipelines) | "gmm"
     teacher: str = ""                    # pipeline folder or Hugging Face cache id; "tiny-sd15": the shipped world
     prompts: str = ""                    # "tiny-sd15": the world's training captions | a text file, one per line
+    student_init: str = ""               # "": the student starts from the teacher (Alg. 1); an exported student
+                                         # folder (<output_dir>/student-K4) to continue from (SDXL's stage 2)
     resolution: int = 0                  # pixels; 0: the teacher's native size
     iterations: int = 3000               # App. D: 3k for 4-step SD-1.5, 20k for TDM-unify, 500 for PixArt
     seed: int = 0

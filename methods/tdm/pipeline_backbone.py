@@ -74,7 +74,8 @@ class PipelineBackbone:
         self.latent_shape = (denoiser.config.in_channels, latent, latent)
         torch.manual_seed(config.seed)  # LoRA's random init: from the config, not the process's history
         # Copies first, from the weights as loaded, so that a bf16 teacher does not round them.
-        self.modules = {"student": self._trainable(denoiser), "fake_score": self._trainable(denoiser)}
+        self.modules = {"student": self._trainable(self._initial_student(denoiser)),
+                        "fake_score": self._trainable(denoiser)}
         teacher = denoiser.to(device, weight_dtype).requires_grad_(False).eval()
         for name in self.TEXT_ENCODERS:
             getattr(pipe, name).to(device, weight_dtype).requires_grad_(False).eval()
@@ -154,6 +155,24 @@ class PipelineBackbone:
         if self.config.lora_rank:
             add_lora(model, self.config.lora_rank)
         return model.requires_grad_(True) if not self.config.lora_rank else model.train()
+
+    def _initial_student(self, denoiser):
+        """Algorithm 1, line 1 starts the student from the teacher; `student_init` names an earlier run's
+        exported student instead (SDXL's second stage, App. D: the teacher and the fake score still
+        start from the teacher)."""
+        if not self.config.student_init:
+            return denoiser
+        folder = Path(self.config.student_init)
+        try:
+            student = type(denoiser).from_pretrained(str(folder), subfolder=self.DENOISER, local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"student_init={folder}: cannot load {folder / self.DENOISER} as {type(denoiser).__name__}"
+                            f" ({str(err).splitlines()[0] if str(err) else type(err).__name__}); give an exported "
+                            "student folder such as <output_dir>/student-K4") from None
+        shapes = lambda model: {k: tuple(v.shape) for k, v in model.state_dict().items()}  # noqa: E731
+        if shapes(student) != shapes(denoiser):
+            raise UserError(f"student_init={folder}: its {self.DENOISER} is not the teacher's architecture")
+        return student
 
     def trainable_copy(self, device):
         """A network of the student's architecture (its weights to be loaded), e.g. to gather FSDP shards into."""

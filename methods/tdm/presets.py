@@ -18,8 +18,9 @@ PAPER = {
                  lr_student=2e-6, lr_fake=2e-5, batch_size=256, guidance=3.5, iterations=3000),
     "sd15-unify": dict(backbone="sd15", teacher="stable-diffusion-v1-5/stable-diffusion-v1-5", steps=(1, 2, 4),
                        lr_student=2e-6, lr_fake=2e-5, batch_size=256, guidance=3.5, iterations=20000),
-    # SDXL: the paper trains 1k iterations at 512 px, then 1k at 1024 px; run this preset twice
-    # (resolution=512, then resolution=1024 with teacher/initialisation from the first run).
+    # SDXL: the paper trains 1k iterations at 512 px, then 1k at 1024 px (App. D). Run this preset
+    # twice: resolution=512, then resolution=1024 student_init=<first run>/student-K4. The teacher
+    # and the fake score start from SDXL both times; only the student continues.
     "sdxl": dict(backbone="sdxl", teacher="stabilityai/stable-diffusion-xl-base-1.0", steps=(4,),
                  lr_student=1e-6, lr_fake=5e-6, batch_size=64, guidance=8.0, iterations=1000, resolution=512),
     "pixart": dict(backbone="pixart", teacher="PixArt-alpha/PixArt-XL-2-512x512", steps=(4,),

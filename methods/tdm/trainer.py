@@ -89,7 +89,7 @@ def _fisher_step(cfg, roles, sample, x, t_x, tau, noise, cond, uncond, step_cond
     x0_real = teacher_x0(roles, x_tau, tau, cond, uncond, cfg.guidance, grad=True)
     x0_fake = roles.fake_score.x0(x_tau, tau, cond, step_cond)
     normaliser = obj.dmd_normaliser(sample.x0_hat, x0_real.detach())
-    return obj.fisher_loss(x0_real, x0_fake, sample.x0_hat, normaliser=normaliser)
+    return obj.fisher_loss(x0_real, x0_fake, sample.x0_hat, cfg.fisher_alpha, normaliser=normaliser)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,146 @@
+"""Measure a training setting on a small world: every combination of values, every seed, the
+world's metrics, and a summary per setting (mean and spread over seeds).
+
+    python -m harness.sweep fisher-alpha --world gmm --variant 4step-fisher --set fisher_alpha=1.0,1.2 --seeds 0,1,2
+    python -m harness.sweep lr --variant 4step --set lr_student=2e-6,5e-6 --set lr_fake=2e-5,2e-4 --device cuda
+
+Each combination of the `--set` values (their product) trains the variant's preset at the scale's
+settings with those values on top, for every seed, and is sampled at `--steps` steps: cells are made
+by the tables' runner (results/sweeps/<NAME>/<world>/; finished ones are kept unless --force and a
+killed sweep resumes). The summary goes to results/sweeps/<NAME>/<world>.{csv,md}, with the command
+and the code and device of the cells. Mistakes end in one line and exit code 2.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from methods.common.cli import OneLineParser, check_device, quiet_libraries
+from methods.common.errors import UserError
+from methods.tdm.config import TDMConfig, TrainConfig
+from methods.tdm.presets import VARIANTS, resolve
+
+from .provenance import write_text_atomic
+from .reproduce import DEFAULT_RESULTS, _seeds, _writable
+from .runner import Job, Runner
+from .scales import SCALES, get_scale
+from .tables import SMALL_WORLDS, Cell, Row, Table
+
+SETTABLE = {f.name for f in fields(TrainConfig) if f.name != "method"} | {f.name for f in fields(TDMConfig)}
+NOT_SWEPT = {"output_dir", "seed", "tracker", "backbone", "teacher", "prompts"}  # the runner's or the world's
+
+
+def parse_settings(texts: list[str]) -> list[tuple[str, list[str]]]:
+    """['lr_fake=2e-5,2e-4', ...] -> [('lr_fake', ['2e-5', '2e-4']), ...], checked against the configs."""
+    out = []
+    for text in texts:
+        key, _, values = text.partition("=")
+        if not values or key in NOT_SWEPT or key not in SETTABLE:
+            known = ", ".join(sorted(SETTABLE - NOT_SWEPT))
+            raise UserError(f"--set expects KEY=VALUE[,VALUE...] with KEY one of {known}; got {text!r}")
+        out.append((key, values.split(",")))
+    if len({key for key, _ in out}) != len(out):
+        raise UserError("--set: each key once (give its values as a comma-separated list)")
+    return out
+
+
+def sweep_jobs(name: str, world: str, variant: str, steps: int, settings, scale, seeds) -> list[Job]:
+    """One job per combination of values and seed; each configuration is resolved (and so checked) first."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"the sweep's NAME must be letters, digits, '.', '_' or '-', got {name!r}")
+    if world not in SMALL_WORLDS:
+        raise UserError(f"--world must be one of {', '.join(SMALL_WORLDS)}, got {world!r}")
+    if variant not in VARIANTS:
+        raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    table = Table(f"sweeps/{name}", f"sweep {name}", (Row(name, Cell(variant, steps), "sweep"),))
+    jobs = []
+    for values in itertools.product(*[v for _, v in settings]):
+        chosen = tuple(zip([k for k, _ in settings], values))
+        try:
+            resolve(f"{world}-{variant}", {**scale.train.get(world, {}), **dict(chosen)})
+        except (ValueError, TypeError) as err:
+            raise UserError(f"--set {' '.join(f'{k}={v}' for k, v in chosen)}: {err}") from None
+        jobs += [Job(table, table.rows[0].cell, seed, world, scale, chosen) for seed in seeds]
+    return jobs
+
+
+def summarise(jobs: list[Job], records: list[dict]) -> tuple[list[str], list[list]]:
+    """One row per setting: its values, the seeds, and mean and spread (sample std) of every metric."""
+    keys, metrics = [k for k, _ in jobs[0].settings], list(records[0]["metrics"])
+    groups: dict[tuple, list[dict]] = {}
+    for job, rec in zip(jobs, records):
+        groups.setdefault(tuple(v for _, v in job.settings), []).append(rec)
+    header = [*keys, "seeds", *[f"{m} {part}" for m in metrics for part in ("mean", "std")]]
+    rows = []
+    for setting, group in groups.items():
+        row = [*setting, " ".join(str(r["seed"]) for r in group)]
+        for m in metrics:
+            values = [r["metrics"][m] for r in group]
+            row += [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None]
+        rows.append(row)
+    return header, rows
+
+
+def markdown(header, rows, records: list[dict], command: str) -> str:
+    directions = records[0].get("metric_directions", {})
+    cells = lambda row: " | ".join("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
+    commits = sorted({r.get("commit", "?") for r in records})
+    lines = [f"# Sweep: {records[0]['table'].split('/', 1)[-1]} on {records[0]['world']}", "",
+             f"`{command}`", "",
+             f"Variant `{records[0]['cell']['variant']}`, sampled at {records[0]['cell']['steps']} steps "
+             f"({records[0]['cell']['solver']}), scale `{records[0]['scale']}`, {records[0]['n_samples']} "
+             f"evaluation samples per cell. Metric directions: "
+             + ", ".join(f"{m} {d} is better" for m, d in directions.items())
+             + f". Code: {', '.join(commits)}; devices: {', '.join(sorted({r.get('device', '?') for r in records}))}.",
+             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [f"| {cells(row)} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="python -m harness.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", metavar="NAME", help="names the sweep's folder and summary")
+    parser.add_argument("--world", default="tiny-sd15")
+    parser.add_argument("--variant", default="4step", help="the training variant the settings change")
+    parser.add_argument("--set", dest="settings", action="append", required=True, metavar="KEY=V1,V2",
+                        help="a setting and its values; several --set: every combination")
+    parser.add_argument("--steps", type=int, default=4, help="sampling steps of the evaluation (default 4)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--scale", default="full", choices=tuple(SCALES))
+    parser.add_argument("--seeds", help="training seeds, e.g. 0,1,2 (default: the scale's)")
+    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.steps < 1:
+            raise UserError(f"--steps must be at least 1, got {args.steps}")
+        settings = parse_settings(args.settings)
+        scale = get_scale(args.scale)
+        jobs = sweep_jobs(args.name, args.world, args.variant, args.steps, settings, scale, _seeds(args.seeds, scale))
+        device = check_device(args.device)
+        results_dir = _writable(Path(args.results_dir))
+        quiet_libraries()
+        records = Runner(results_dir, device, args.force, not args.no_progress).run(jobs)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    header, rows = summarise(jobs, records)
+    command = "python -m harness.sweep " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = results_dir / "sweeps" / args.name / jobs[0].scale.folder(args.world)
+    csv_text = ",".join(header) + "\n" + "\n".join(",".join("" if v is None else str(v) for v in row)
+                                                   for row in rows) + "\n"
+    write_text_atomic(out.with_suffix(".csv"), csv_text)
+    text = markdown(header, rows, records, command)
+    write_text_atomic(out.with_suffix(".md"), text)
+    print(text)
+    print(f"wrote {out}.csv and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
