@@ -82,6 +82,9 @@ class Runner:
 
     def run(self, jobs: list[Job]) -> list[dict]:
         """Finish every job, waiting for jobs whose training another process holds."""
+        if not self.force:  # a corrupt result file stops the run now, not after hours of other cells
+            for job in jobs:
+                read_result(job.result_path(self.results_dir))
         done: dict[int, dict] = {}
         bar = tqdm(total=len(jobs), desc="cells", unit="cell", disable=not self.show_progress, dynamic_ncols=True)
         pending = list(range(len(jobs)))

@@ -8,7 +8,8 @@ Each combination of the `--set` values (their product) trains the variant's pres
 settings with those values on top, for every seed, and is sampled at `--steps` steps: cells are made
 by the tables' runner (results/sweeps/<NAME>/<world>/; finished ones are kept unless --force and a
 killed sweep resumes). The summary goes to results/sweeps/<NAME>/<world>.{csv,md}, with the command
-and the code and device of the cells. Mistakes end in one line and exit code 2.
+and the code and device of the cells, and for a single numeric setting a plot of every metric
+against it (.png; with `--set iterations=...`, the convergence curve). Mistakes end in one line and exit code 2.
 """
 from __future__ import annotations
 
@@ -101,6 +102,39 @@ def markdown(header, rows, records: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(header: list[str], rows: list[list], directions: dict, title: str, path: Path) -> bool:
+    """Every metric (mean, with the spread over seeds) against a single numeric setting: a
+    convergence curve when the setting is `iterations`. False when there is no such setting."""
+    key = header[0]
+    if header[1] != "seeds":  # several settings: a table, not a curve
+        return False
+    try:
+        xs = [float(row[0]) for row in rows]
+    except ValueError:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = sorted(range(len(rows)), key=xs.__getitem__)
+    fig, axes = plt.subplots(1, len(directions), figsize=(4 * len(directions), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], directions):
+        i = header.index(f"{metric} mean")
+        means = [rows[j][i] for j in order]
+        spread = [rows[j][i + 1] or 0.0 for j in order]
+        ax.errorbar([xs[j] for j in order], means, yerr=spread, marker="o", capsize=3)
+        ax.set_xlabel(key)
+        ax.set_title(f"{metric} ({directions[metric]} is better)", fontsize=9)
+        if key == "iterations" or max(xs) / max(min(xs), 1e-30) >= 20:
+            ax.set_xscale("log")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m harness.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", metavar="NAME", help="names the sweep's folder and summary")
@@ -138,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(header, rows, records, command)
     write_text_atomic(out.with_suffix(".md"), text)
     print(text)
-    print(f"wrote {out}.csv and .md")
+    title = f"{args.name}: {args.world}, {args.variant} at {args.steps} steps, mean and std over seeds"
+    drawn = plot(header, rows, records[0]["metric_directions"], title, out.with_suffix(".png"))
+    print(f"wrote {out}.csv, .md{' and .png' if drawn else ''}")
     return 0
 
 

@@ -10,6 +10,7 @@ User mistakes end in one line on stderr and exit code 2, having written nothing.
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import os
 import sys
@@ -41,6 +42,30 @@ def _int_list(text: str) -> list[int]:
     if any(v < 1 or v > 1000 for v in values):
         raise argparse.ArgumentTypeError(f"step counts must lie in 1..1000, got {text!r}")
     return values
+
+
+def _int_from(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"in {low}..{high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
+        return value
+    return parse
+
+
+def _guidance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"the guidance scale must be 0 or more (1: none), got {text!r}")
+    return value
 
 
 def _solver_list(text: str) -> list[str]:
@@ -170,16 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("evaluate", help="teacher metrics by solver and step count")
     p.add_argument("--steps", type=_int_list, default=[1, 2, 4, 8, 25])
     p.add_argument("--solvers", type=_solver_list, default=list(SOLVERS))
-    p.add_argument("--n-prompts", type=int, default=EvalConfig.n_prompts)
+    p.add_argument("--n-prompts", type=_int_from(1), default=EvalConfig.n_prompts)
     p.add_argument("--classifier", default=EvalConfig.classifier, help="the world's attribute classifier folder")
     p.add_argument("--out", help="also write the table as JSON with provenance")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("sample", help="teacher samples for prompts of the grammar, as a PNG grid")
     p.add_argument("--prompt", action="append", required=True)
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=_int_from(1, 1000), default=25)
     p.add_argument("--solver", choices=SOLVERS, default="dpmpp")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n", type=int, default=4, help="samples per prompt")
+    p.add_argument("--seed", type=_int_from(0), default=0)
+    p.add_argument("--n", type=_int_from(1), default=4, help="samples per prompt")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_sample)
     p = sub.add_parser("grid", help="teacher samples at 1, 2, 4 and 25 steps for a few prompts")
@@ -192,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_build, device="cuda")
     for name, p in sub.choices.items():
         p.add_argument("--pipeline", default=str(PIPELINE), help="pipeline folder (default: the shipped teacher)")
-        p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+        p.add_argument("--guidance", type=_guidance, default=DEFAULT_GUIDANCE)
         if name != "build":
             p.add_argument("--device", default="cpu")
         else:

@@ -118,6 +118,15 @@ def test_a_corrupt_results_file_is_named_and_left_alone(tmp_path, capsys):
     assert bad.read_text() == "{not json" and not (tmp_path / "paper_tables").exists()
 
 
+def test_a_corrupt_results_file_stops_the_grid_before_any_training(tmp_path, capsys):
+    bad = tmp_path / "table7" / "gmm-smoke" / "4step-clean-4step-dpmpp-seed0.json"  # the grid's second cell
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    assert run("table7", *GMM_SMOKE, "--results-dir", str(tmp_path)) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # the first cell was not trained
+
+
 def test_an_unwritable_results_dir_is_refused_before_any_work(tmp_path, capsys):
     blocker = tmp_path / "a-file"  # a results folder inside a file cannot be made, even by root
     blocker.write_text("")

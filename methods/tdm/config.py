@@ -5,6 +5,7 @@ differs is a value of some field, so the two can be compared.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -43,6 +44,19 @@ class TDMConfig:
             raise ValueError(f"steps must be a non-empty list drawn from {list(ALLOWED_STEPS)}, got {list(self.steps)}")
         if self.fake_updates < 1:
             raise ValueError(f"fake_updates must be at least 1, got {self.fake_updates}")
+        for name in ("lr_student", "lr_fake", "grad_clip"):
+            _check_positive(name, getattr(self, name))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not (self.guidance >= 0 and math.isfinite(self.guidance)):
+            raise ValueError(f"guidance must be 0 or more (1: no guidance), got {self.guidance}")
+        if not (self.fisher_alpha >= 0 and math.isfinite(self.fisher_alpha)):
+            raise ValueError(f"fisher_alpha must be 0 or more, got {self.fisher_alpha}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
+        if self.num_train_timesteps < 8 * max(self.steps):
+            raise ValueError(f"num_train_timesteps must be at least 8 K = {8 * max(self.steps)}, "
+                             f"got {self.num_train_timesteps}")
 
     @property
     def unify(self) -> bool:
@@ -56,6 +70,11 @@ LOSSES = ("pseudo_huber", "kl", "pseudo_huber_script", "fisher")
 IMPORTANCE_WEIGHTS = ("exact", "per_dim_mean", "none")
 MATCHES = ("noisy", "clean")
 ALLOWED_STEPS = (1, 2, 3, 4, 5, 6, 8)  # K must divide the schedule into intervals of >= 125 timesteps
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number, got {value}")
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -119,5 +138,8 @@ class TrainConfig:
         for name in ("iterations", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("resolution", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be 0 (full training) or positive, got {self.lora_rank}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +43,22 @@ class BuildConfig:
     teacher_max_minutes: float = 0.0  # stop the teacher early at this wall time (0: never); steps done are recorded
     caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
     ema_decay: float = 0.999
+
+    def __post_init__(self):
+        counts = ("vae_steps", "vae_batch", "classifier_steps", "classifier_batch", "bank_size", "teacher_steps",
+                  "teacher_batch")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("vae_lr", "classifier_lr", "teacher_lr"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("seed", "teacher_warmup", "teacher_max_minutes", "vae_kl_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("caption_dropout", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
 
 
 def _adamw(params, lr):
