@@ -20,8 +20,8 @@ class TDMConfig:
                                          # image dimensions | "exact": Sec. 3.1's density ratio, unbiased but
                                          # degenerate beyond a few dimensions (objective.log_importance_weight)
                                          # | "none" (Table 5 ablation)
-    fisher_alpha: float = 1.2            # Table 8's Fisher loss: weight of -||f_phi - f_psi||^2 (SiD's 1.2; the
-                                         # paper gives none; see objective.fisher_loss)
+    fisher_alpha: float = 1.0            # Table 8's Fisher loss: weight of -||f_phi - f_psi||^2. The paper gives
+                                         # none; SiD's 1.2 diverged on gmm (results/sweeps/fisher-alpha)
     match: str = "noisy"                 # "noisy": match x_{t_i} (TDM) | "clean": match x0_hat (Table 7)
     guidance: float = 3.5                # teacher CFG scale (App. D: 3.5 for SD-1.5 and PixArt, 8 for SDXL)
     lr_student: float = 2e-6             # App. D, SD-1.5

@@ -148,10 +148,14 @@ def pseudo_huber_script_loss(x: torch.Tensor, delta: torch.Tensor, normaliser: t
     return ((((x - target).square() + c ** 2).sqrt() - c) / normaliser).mean()
 
 
-def fisher_loss(x0_real: torch.Tensor, x0_fake: torch.Tensor, x0_hat: torch.Tensor, alpha_sid: float = 1.2,
+def fisher_loss(x0_real: torch.Tensor, x0_fake: torch.Tensor, x0_hat: torch.Tensor, alpha_sid: float,
                 normaliser: torch.Tensor | None = None) -> torch.Tensor:
     """Fisher-divergence generator loss (Table 8, ref. [44]: Score identity Distillation):
-    (1 - a) ||f_phi - f_psi||^2 + (f_phi - f_psi) . (f_psi - x0_hat), with a = 1.2.
+    (1 - a) ||f_phi - f_psi||^2 + (f_phi - f_psi) . (f_psi - x0_hat).
+
+    The paper names the divergence but not a. SiD uses a = 1.2; for a > 1 the first term is
+    unbounded below, and on gmm the student exploits it (results/sweeps/fisher-alpha: 1.2 diverged
+    on some of 5 seeds, 1.0 did not), so the config's default is 1.0.
 
     Unlike the reverse-KL losses, gradients reach the generator through both score networks'
     inputs, so x0_real and x0_fake must be computed with grad w.r.t. x_tau. x0_hat is what the
