@@ -128,6 +128,8 @@ def plot(header: list[str], rows: list[list], directions: dict, title: str, path
         ax.set_title(f"{metric} ({directions[metric]} is better)", fontsize=9)
         if key == "iterations" or max(xs) / max(min(xs), 1e-30) >= 20:
             ax.set_xscale("log")
+        ax.minorticks_off()  # ticks at the swept values only
+        ax.set_xticks(sorted(xs), [f"{x:g}" for x in sorted(xs)])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
