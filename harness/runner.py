@@ -63,8 +63,15 @@ class Job:
         """'' for a table's cell; '-key=value...' for a sweep's, so that its files are its own."""
         return "".join(f"-{key}={value}" for key, value in self.settings)
 
+    @property
+    def run_tag(self) -> str:
+        """The tag of the training run: without `iterations`, so that the budgets of a convergence
+        curve share one run, each resuming from the previous budget's last checkpoint (a resumed
+        run repeats the uninterrupted one; the learning-rate schedule must not depend on the budget)."""
+        return "".join(f"-{key}={value}" for key, value in self.settings if key != "iterations")
+
     def run_dir(self, results_dir: Path) -> Path:
-        return results_dir / RUNS / self.scale.folder(self.world) / f"{self.cell.variant}{self.tag}-seed{self.seed}"
+        return results_dir / RUNS / self.scale.folder(self.world) / f"{self.cell.variant}{self.run_tag}-seed{self.seed}"
 
     def result_path(self, results_dir: Path) -> Path:
         return (results_dir / self.table.id / self.scale.folder(self.world)
@@ -114,7 +121,7 @@ class Runner:
             record = read_result(path)
             if record is not None and record.get("fingerprint") == fingerprint:
                 return record
-        with claim(self.results_dir / RUNS / "locks" / f"{job.scale.folder(job.world)}-{job.cell.variant}{job.tag}"
+        with claim(self.results_dir / RUNS / "locks" / f"{job.scale.folder(job.world)}-{job.cell.variant}{job.run_tag}"
                    f"-seed{job.seed}.lock") as mine:
             if not mine:
                 return None

@@ -10,6 +10,10 @@ by the tables' runner (results/sweeps/<NAME>/<world>/; finished ones are kept un
 killed sweep resumes). The summary goes to results/sweeps/<NAME>/<world>.{csv,md}, with the command
 and the code and device of the cells, and for a single numeric setting a plot of every metric
 against it (.png; with `--set iterations=...`, the convergence curve). Mistakes end in one line and exit code 2.
+
+A curve's budgets (`--set iterations=500,1500,4500`) share one training run per seed, each budget
+continuing from the last one's final checkpoint, so a curve costs its longest budget; run one
+process per curve.
 """
 from __future__ import annotations
 
@@ -58,15 +62,28 @@ def sweep_jobs(name: str, world: str, variant: str, steps: int, settings, scale,
     if variant not in VARIANTS:
         raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     table = Table(f"sweeps/{name}", f"sweep {name}", (Row(name, Cell(variant, steps), "sweep"),))
+    # Budgets in increasing order: a curve's budgets share one run per seed, each continuing the last.
+    settings = [(k, sorted(v, key=_number) if k == "iterations" else v) for k, v in settings]
     jobs = []
     for values in itertools.product(*[v for _, v in settings]):
         chosen = tuple(zip([k for k, _ in settings], values))
         try:
-            resolve(f"{world}-{variant}", {**scale.train.get(world, {}), **dict(chosen)})
+            method = resolve(f"{world}-{variant}", {**scale.train.get(world, {}), **dict(chosen)}).method
         except (ValueError, TypeError) as err:
             raise UserError(f"--set {' '.join(f'{k}={v}' for k, v in chosen)}: {err}") from None
+        if "iterations" in dict(chosen) and (method.lr_schedule != "constant" or method.lr_warmup) \
+                and not method.lr_horizon:
+            raise UserError("--set iterations=...: the budgets share one run, so the learning-rate schedule must "
+                            "not depend on the budget; set lr_horizon")
         jobs += [Job(table, table.rows[0].cell, seed, world, scale, chosen) for seed in seeds]
     return jobs
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--set iterations expects numbers, got {text!r}") from None
 
 
 def summarise(jobs: list[Job], records: list[dict]) -> tuple[list[str], list[list]]:

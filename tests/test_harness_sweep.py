@@ -1,6 +1,7 @@
 """python -m harness.sweep: every combination of settings and seeds, trained and evaluated by the
 tables' runner, summarised per setting (gmm at the smoke scale: seconds on a CPU)."""
 import csv
+import json
 
 import pytest
 
@@ -27,6 +28,25 @@ def test_a_sweep_trains_each_setting_and_seed_and_summarises_them(tmp_path, caps
     assert "wrote" in capsys.readouterr().out
 
 
+def test_a_curves_budgets_share_one_run_that_continues(tmp_path):
+    """iterations=6,3: sorted, one run per seed; the 6-iteration cell resumes from step 3 and ends
+    where a fresh 6-iteration run ends (the same final losses)."""
+    argv = ["curve", "--set", "iterations=6,3", "--seeds", "0", *GMM_SMOKE, "--results-dir", str(tmp_path / "a")]
+    assert main(argv) == 0
+    runs = sorted(p.name for p in (tmp_path / "a" / "runs" / "gmm-smoke").iterdir())
+    assert runs == ["4step-seed0"]
+    record = json.loads((tmp_path / "a" / "sweeps" / "curve" / "gmm-smoke" / "4step-4step-dpmpp-iterations=6-seed0.json")
+                        .read_text())
+    assert record["training"]["resumed_from"] == 3
+    fresh = ["fresh", "--set", "iterations=6", "--seeds", "0", *GMM_SMOKE, "--results-dir", str(tmp_path / "b")]
+    assert main(fresh) == 0
+    record_fresh = json.loads((tmp_path / "b" / "sweeps" / "fresh" / "gmm-smoke" / "4step-4step-dpmpp-iterations=6-seed0"
+                               ".json").read_text())
+    assert record_fresh["training"]["resumed_from"] == 0
+    assert record["training"]["final_losses"] == record_fresh["training"]["final_losses"]
+    assert record["metrics"] == record_fresh["metrics"]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["x", "--set", "foo=1"], ["--set", "'foo=1'"]),
     (["x", "--set", "seed=1,2"], ["--set", "seed"]),
@@ -35,6 +55,7 @@ def test_a_sweep_trains_each_setting_and_seed_and_summarises_them(tmp_path, caps
     (["x", "--variant", "4stp", "--set", "lr_fake=1e-3"], ["--variant", "4step"]),
     (["x/y", "--set", "lr_fake=1e-3"], ["NAME"]),
     (["x", "--set", "lr_fake=1e-3", "--steps", "0"], ["--steps"]),
+    (["x", "--set", "iterations=4,8", "--set", "lr_schedule=cosine_with_restarts"], ["lr_horizon"]),
 ])
 def test_bad_sweeps_are_one_line_and_write_nothing(argv, words, tmp_path, capsys):
     assert main([*argv, *GMM_SMOKE, "--results-dir", str(tmp_path / "r")]) == 2

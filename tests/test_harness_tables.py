@@ -15,12 +15,15 @@ def test_all_eight_tables_are_registered():
 def test_every_grid_row_has_a_variant_and_a_published_value(table):
     for row in table.rows:
         assert row.cell.variant in VARIANTS
-        assert table.published_value(row) is not None, row.label
+        if row.method != "project":  # the project's extra rows, which the paper does not have
+            assert table.published_value(row) is not None, row.label
 
 
 def test_table5_is_the_papers_grid():
     table = get_table("table5")
-    assert len(table.rows) == 14 and len(table.cells()) == 13  # TDM-4Step at 4 steps appears twice
+    # TDM-4Step at 4 steps appears twice; the last row is the official script's recipe, not the paper's
+    assert len(table.rows) == 15 and len(table.cells()) == 14
+    assert table.rows[-1].cell.variant == "official-script" and table.published_value(table.rows[-1]) is None
     values = {(r.label, r.cell.steps): table.published_value(r) for r in table.rows}
     assert values[("TDM-unify", 1)] == 28.90
     assert values[("w/o unify training (TDM-4step)", 1)] == 20.81

@@ -110,7 +110,7 @@ BAD = {  # name -> (argv builder, words the one-line message must hold)
     "empty batch": (lambda tmp: ["--preset", "gmm-4step", "batch_size=0"], ["batch_size", "0"]),
     "negative guidance": (lambda tmp: ["--preset", "gmm-4step", "guidance=-2"], ["guidance", "-2"]),
     "beta of 1 or more": (lambda tmp: ["--preset", "gmm-4step", "adam_betas=1.5,0.9"], ["adam_betas", "1.5"]),
-    "clip of 0": (lambda tmp: ["--preset", "gmm-4step", "grad_clip=0"], ["grad_clip"]),
+    "negative clip": (lambda tmp: ["--preset", "gmm-4step", "grad_clip=-1"], ["grad_clip"]),
     "negative seed": (lambda tmp: ["--preset", "gmm-4step", "seed=-1"], ["seed", "-1"]),
     "too few timesteps": (lambda tmp: ["--preset", "gmm-4step", "num_train_timesteps=10"], ["num_train_timesteps"]),
 }

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 class TDMConfig:
     steps: tuple[int, ...] = (4,)        # K; several values = TDM-unify, K drawn uniformly (Eq. 8)
     solver: str = "ddim"                 # student's ODE solver in training: "ddim" | "dpmpp" (Table 6)
-    interval: str = "paper"              # "paper": tau in [b_i, b_{i+1}) (Eq. 5); "wide": tau in [b_i, T) (script)
+    interval: str = "paper"              # "paper": tau in [b_i, b_{i+1}) (Eq. 5) | "wide": tau in [b_i, T) (the
+                                         # script's default) | "script": the script with --use_separate (its README's
+                                         # command): x_i taken at t_mid = b_i + 1, tau in [max(20, t_mid), b_{i+1} - 10)
     loss: str = "pseudo_huber"           # "pseudo_huber" (Eq. 11) | "kl" (Eq. 6 + DMD normaliser) |
                                          # "pseudo_huber_script" (elementwise c=1e-3 / normaliser) | "fisher" (Table 8)
     importance_weights: str = "per_dim_mean"  # "per_dim_mean": the script's tempered weights, of order one at
@@ -23,11 +25,22 @@ class TDMConfig:
     fisher_alpha: float = 1.0            # Table 8's Fisher loss: weight of -||f_phi - f_psi||^2. The paper gives
                                          # none; SiD's 1.2 diverged on gmm (results/sweeps/fisher-alpha)
     match: str = "noisy"                 # "noisy": match x_{t_i} (TDM) | "clean": match x0_hat (Table 7)
+    loss_space: str = "x_i"              # what the generator's loss is taken on: "x_i", the trajectory sample (Eq. 6,
+                                         # 11) | "x0_hat", its clean prediction (script; diffusion still from x_i)
+    generator_segment: str = "shared"    # "shared": the generator update trains the segment m the fake score just
+                                         # learnt from (Alg. 1) | "fresh": it draws its own m and tau (script)
+    fake_snr_cap: float = 0.0            # omega_tau of Eq. 7: 0: 1 for every tau | c > 0: min(SNR_tau, c) (script: 5)
     guidance: float = 3.5                # teacher CFG scale (App. D: 3.5 for SD-1.5 and PixArt, 8 for SDXL)
     lr_student: float = 2e-6             # App. D, SD-1.5
     lr_fake: float = 2e-5                # App. D, SD-1.5
     adam_betas: tuple[float, float] = (0.0, 0.999)  # App. D: beta1 = 0
-    grad_clip: float = 1.0               # App. D, both networks
+    grad_clip: float = 1.0               # the student's gradient-norm clip (App. D); 0: none
+    grad_clip_fake: float = 1.0          # the fake score's (App. D: both networks); 0: none (script)
+    weight_decay: float = 0.0            # AdamW's decoupled weight decay, both networks (App. D: none; script: 1e-2)
+    lr_schedule: str = "constant"        # the student's learning rate: "constant" | "cosine_with_restarts" (script;
+                                         # diffusers' get_scheduler, one cycle); the fake score's stays constant
+    lr_warmup: int = 0                   # the student's linear warm-up from 0, in iterations (script: 50)
+    lr_horizon: int = 0                  # iterations the schedule spans; 0: the run's (script: its max_train_steps, 10001)
     fake_updates: int = 1                # fake-score steps per generator step (Alg. 1: 1; DMD2 uses 5)
     batch_size: int = 256                # App. D, SD-1.5
     num_train_timesteps: int = 1000      # T
@@ -39,13 +52,28 @@ class TDMConfig:
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("importance_weights", self.importance_weights, IMPORTANCE_WEIGHTS)
         _check_choice("match", self.match, MATCHES)
+        _check_choice("loss_space", self.loss_space, LOSS_SPACES)
+        _check_choice("generator_segment", self.generator_segment, GENERATOR_SEGMENTS)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         bad = [K for K in self.steps if K not in ALLOWED_STEPS]
         if not self.steps or bad:
             raise ValueError(f"steps must be a non-empty list drawn from {list(ALLOWED_STEPS)}, got {list(self.steps)}")
         if self.fake_updates < 1:
             raise ValueError(f"fake_updates must be at least 1, got {self.fake_updates}")
-        for name in ("lr_student", "lr_fake", "grad_clip"):
+        for name in ("lr_student", "lr_fake"):
             _check_positive(name, getattr(self, name))
+        for name in ("grad_clip", "grad_clip_fake", "weight_decay", "fake_snr_cap"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be 0 or more, got {value}")
+        for name in ("lr_warmup", "lr_horizon"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.loss == "fisher" and self.loss_space != "x_i":
+            raise ValueError("loss='fisher' takes its gradient through x_tau; it has no loss_space other than 'x_i'")
+        if self.interval == "script" and self.solver != "ddim":
+            raise ValueError("interval='script' re-noises x0_hat to t_mid with DDIM, as the script does; "
+                             "use solver='ddim'")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if not (self.guidance >= 0 and math.isfinite(self.guidance)):
@@ -65,10 +93,13 @@ class TDMConfig:
 
 
 SOLVERS = ("ddim", "dpmpp")
-INTERVALS = ("paper", "wide")
+INTERVALS = ("paper", "wide", "script")
 LOSSES = ("pseudo_huber", "kl", "pseudo_huber_script", "fisher")
 IMPORTANCE_WEIGHTS = ("exact", "per_dim_mean", "none")
 MATCHES = ("noisy", "clean")
+LOSS_SPACES = ("x_i", "x0_hat")
+GENERATOR_SEGMENTS = ("shared", "fresh")
+LR_SCHEDULES = ("constant", "cosine_with_restarts")
 ALLOWED_STEPS = (1, 2, 3, 4, 5, 6, 8)  # K must divide the schedule into intervals of >= 125 timesteps
 
 

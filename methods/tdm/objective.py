@@ -25,6 +25,26 @@ def interval_bounds(K: int, T: int = 1000) -> list[int]:
     return [CLEAN] + [round(T * i / K) - 1 for i in range(1, K + 1)]
 
 
+SCRIPT_TAU_MARGINS = (20, 10)  # the official script draws tau in [max(20, t_mid), t_g - 10)
+
+
+def tau_range(interval: str, t_i: torch.Tensor, t_next: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[lo, hi) of tau per sample, for a sample at level t_i whose segment ends at t_next (n,).
+
+    "paper": [t_i, t_next), the sample's own interval (Eq. 5); "wide": [t_i, T), every level above
+    it (the official script's default); "script": [max(20, t_i), t_next - 10), the script with
+    --use_separate, whose sample sits at t_mid = b_m + 1 (trajectory.script_level).
+    """
+    if interval == "paper":
+        return t_i, t_next
+    if interval == "wide":
+        return t_i, torch.full_like(t_next, T)
+    if interval == "script":
+        low, high = SCRIPT_TAU_MARGINS
+        return t_i.clamp(min=low), t_next - high
+    raise ValueError(f"unknown interval {interval!r}; expected 'paper', 'wide' or 'script'")
+
+
 def sample_tau(lo: torch.Tensor, hi: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """tau ~ U{lo, ..., hi - 1} per sample from u ~ U[0, 1); lo = CLEAN counts as 0.
 
@@ -61,9 +81,16 @@ def _gaussian_log_density(x, mean, std):
     return -0.5 * sq / std.flatten() ** 2 - d * torch.log(std.flatten()) - 0.5 * d * math.log(2 * math.pi)
 
 
-def log_importance_weight(schedule: NoiseSchedule, x_tau, x_i, x0_hat, t_i, tau, mode: str) -> torch.Tensor:
+def log_importance_weight(schedule: NoiseSchedule, x_tau, x_i, x0_hat, t_i, tau, mode: str,
+                          noise: torch.Tensor | None = None) -> torch.Tensor:
     """log w, w = q(x_tau | x0_hat) / q(x_tau | x_i) for x_tau drawn from q(x_tau | x_i) (Sec. 3.1),
     per sample, in float32 at least (the networks' bf16 outputs are upcast first).
+
+    `noise` is the xi that drew x_tau = (alpha_tau / alpha_i) x_i + beta xi (`diffuse_from`). Given,
+    the proposal's standardised residual is xi itself, as the official script computes it, rather
+    than (x_tau - (alpha_tau / alpha_i) x_i) / beta recovered from x_tau: the two agree wherever
+    beta > 0, but the recovery loses precision as beta -> 0 (a bf16 x_tau near the sample's own
+    level) and is 0 / 0 at tau = t_i, where xi gives the limit of the tempered weight.
 
     "exact": the log-ratio of the two Gaussian densities over the whole sample, as the paper
     writes it: unbiased (E[w] = 1), but its log is a sum over all d dimensions, so in image
@@ -82,19 +109,29 @@ def log_importance_weight(schedule: NoiseSchedule, x_tau, x_i, x0_hat, t_i, tau,
     alpha_tau, sigma_tau = _alpha_sigma(schedule, tau, x_i)
     ratio = alpha_tau / alpha_i
     beta = (sigma_tau ** 2 - (ratio * sigma_i) ** 2).clamp(min=1e-12).sqrt()
+    xi = (x_tau - ratio * x_i) / beta if noise is None else noise.to(x_tau.dtype)
     if mode == "exact":
-        return _gaussian_log_density(x_tau, alpha_tau * x0_hat, sigma_tau) - _gaussian_log_density(
-            x_tau, ratio * x_i, beta)
+        d = x_tau[0].numel()
+        log_proposal = (-0.5 * xi.flatten(1).square().sum(1) - d * torch.log(beta.flatten())
+                        - 0.5 * d * math.log(2 * math.pi))
+        return _gaussian_log_density(x_tau, alpha_tau * x0_hat, sigma_tau) - log_proposal
     if mode == "per_dim_mean":
         target = ((x_tau - alpha_tau * x0_hat) / sigma_tau).flatten(1).square().mean(1)
-        proposal = ((x_tau - ratio * x_i) / beta).flatten(1).square().mean(1)
-        return -0.5 * target + 0.5 * proposal
+        return -0.5 * target + 0.5 * xi.flatten(1).square().mean(1)
     raise ValueError(f"unknown importance-weight mode {mode!r}; expected 'exact' or 'per_dim_mean'")
 
 
-def importance_weight(schedule: NoiseSchedule, x_tau, x_i, x0_hat, t_i, tau, mode: str) -> torch.Tensor:
+def importance_weight(schedule: NoiseSchedule, x_tau, x_i, x0_hat, t_i, tau, mode: str,
+                      noise: torch.Tensor | None = None) -> torch.Tensor:
     """w = exp(log w) of `log_importance_weight`, in float32 or wider."""
-    return log_importance_weight(schedule, x_tau, x_i, x0_hat, t_i, tau, mode).exp()
+    return log_importance_weight(schedule, x_tau, x_i, x0_hat, t_i, tau, mode, noise).exp()
+
+
+def snr_cap_weight(schedule: NoiseSchedule, tau: torch.Tensor, cap: float, like: torch.Tensor) -> torch.Tensor:
+    """min(SNR_tau, cap) per sample, SNR = alpha^2 / sigma^2: the official script's weight on the
+    fake-score loss (cap 5, Min-SNR weighting). Eq. 7 itself leaves omega_tau unspecified."""
+    alpha, sigma = schedule.alpha_sigma(tau, like)
+    return (alpha / sigma).square().flatten().clamp(max=cap)
 
 
 def fake_score_loss(x0_fake: torch.Tensor, x0_hat: torch.Tensor, weight: torch.Tensor | None = None,

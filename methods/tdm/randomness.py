@@ -67,44 +67,59 @@ class BatchRandom:
 class IterationDraws:
     """Every random number a TDM iteration needs after its batch, drawn in Algorithm 1's order:
     each row's segment m (line 4), then tau and the diffusion noise of each fake-score update
-    (lines 5-6), then those of the generator update.
+    (lines 5-6), then those of the generator update, led by its own segment when it draws one
+    (`generator_segment="fresh"`, the official script's choice; otherwise `m_generator` is None).
 
     `m_host` stays on the CPU so that the roll-out can plan its work without reading the GPU;
-    `depth` is the global batch's smallest m: every process rolls out that far (FSDP needs the
-    same number of student calls everywhere).
+    `depth` is the global batch's smallest segment (of either update): every process rolls out
+    that far (FSDP needs the same number of student calls everywhere).
     """
     m: torch.Tensor                                   # (local,) long, on the training device
     m_host: torch.Tensor                              # the same rows, on the CPU
     depth: int
     fake: list[tuple[torch.Tensor, torch.Tensor]]     # per fake-score update: (u for tau (local,), noise)
     generator: tuple[torch.Tensor, torch.Tensor]      # (u for tau (local,), noise)
+    m_generator: torch.Tensor | None = None           # the generator update's own segments, or None: it trains m
+    m_generator_host: torch.Tensor | None = None
+
+    def _map(self, move) -> "IterationDraws":
+        maybe = lambda t: None if t is None else move(t)  # noqa: E731
+        return IterationDraws(move(self.m), self.m_host, self.depth, [(move(u), move(e)) for u, e in self.fake],
+                              (move(self.generator[0]), move(self.generator[1])), maybe(self.m_generator),
+                              self.m_generator_host)
 
     def to(self, device, non_blocking: bool = False) -> "IterationDraws":
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return IterationDraws(move(self.m), self.m_host, self.depth, [(move(u), move(e)) for u, e in self.fake],
-                              (move(self.generator[0]), move(self.generator[1])))
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> "IterationDraws":
         """Page-locked copies (a data loader calls this), so that `to(cuda, non_blocking=True)` overlaps."""
-        pin = lambda t: t.pin_memory()  # noqa: E731
-        return IterationDraws(pin(self.m), self.m_host, self.depth, [(pin(u), pin(e)) for u, e in self.fake],
-                              (pin(self.generator[0]), pin(self.generator[1])))
+        return self._map(lambda t: t.pin_memory())
 
     def rows(self, part: slice) -> "IterationDraws":
         """The draws of some of this process's rows (a micro-batch); `depth` stays global."""
+        host = None if self.m_generator_host is None else self.m_generator_host[part]
         return IterationDraws(self.m[part], self.m_host[part], self.depth, [(u[part], e[part]) for u, e in self.fake],
-                              (self.generator[0][part], self.generator[1][part]))
+                              (self.generator[0][part], self.generator[1][part]),
+                              None if self.m_generator is None else self.m_generator[part], host)
 
     def tensors(self) -> list[torch.Tensor]:
         """The device tensors, in a fixed order (for copying into a captured graph's inputs)."""
-        return [self.m, *[t for pair in self.fake for t in pair], *self.generator]
+        extra = [] if self.m_generator is None else [self.m_generator]
+        return [self.m, *[t for pair in self.fake for t in pair], *extra, *self.generator]
 
 
 def draw_iteration(rng: BatchRandom, K: int, fake_updates: int, shape: tuple[int, ...],
-                   dtype=torch.float32) -> IterationDraws:
+                   dtype=torch.float32, fresh_generator_segment: bool = False) -> IterationDraws:
     """The iteration's draws for this process's rows, on `rng`'s device (see IterationDraws)."""
     m_global = rng.randint_global(K)
     fake = [(rng.rand(), rng.randn(*shape, dtype=dtype)) for _ in range(fake_updates)]
+    depth = int(m_global.min())
+    m_gen = m_gen_host = None
+    if fresh_generator_segment:
+        m_gen_global = rng.randint_global(K)
+        depth = min(depth, int(m_gen_global.min()))
+        m_gen_host = m_gen_global[rng.rows]
+        m_gen = m_gen_host.to(rng.device)
     generator = (rng.rand(), rng.randn(*shape, dtype=dtype))
     m_host = m_global[rng.rows]
-    return IterationDraws(m_host.to(rng.device), m_host, int(m_global.min()), fake, generator)
+    return IterationDraws(m_host.to(rng.device), m_host, depth, fake, generator, m_gen, m_gen_host)

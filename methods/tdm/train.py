@@ -89,9 +89,10 @@ def _accelerator(config: TrainConfig, device: str | None):
     return accelerator, weight_dtype
 
 
-def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tuple[object, dict]:
+def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tuple[object, dict, object]:
     """AdamW per role (App. D), each network with its optimiser through accelerate.prepare (DDP or
     FSDP wrapping; FSDP2 takes one network per call). The roles then see the wrapped networks.
+    Also the student's learning-rate schedule (None when constant).
 
     On CUDA AdamW is fused (one kernel per step instead of a dozen per tensor), and under CUDA
     graphs also `capturable`, so that its step count lives on the GPU and the step can be replayed.
@@ -101,16 +102,32 @@ def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tupl
 
     method = config.method
     fused = accelerator.device.type == "cuda" and accelerator.distributed_type != DistributedType.FSDP
+    scheduled = method.lr_schedule != "constant" or method.lr_warmup > 0
     wrapped, optimisers = {}, {}
     for name in ("student", "fake_score"):
         module = backbone.modules[name]
-        optimiser = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
-                                      lr=method.lr_student if name == "student" else method.lr_fake,
-                                      betas=method.adam_betas, weight_decay=0.0, fused=fused or None,
+        lr = method.lr_student if name == "student" else method.lr_fake
+        if name == "student" and scheduled and execution == "cuda_graph":
+            lr = torch.tensor(lr, device=accelerator.device)  # a replayed step reads the scheduled rate from here
+        optimiser = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr,
+                                      betas=method.adam_betas, weight_decay=method.weight_decay, fused=fused or None,
                                       capturable=execution == "cuda_graph")
         wrapped[name], optimisers[name] = accelerator.prepare(module, optimiser)
     backbone.roles.student.model, backbone.roles.fake_score.model = wrapped["student"], wrapped["fake_score"]
-    return wrapped["student"], optimisers
+    return wrapped["student"], optimisers, _lr_schedule(config, accelerator, optimisers["student"]) if scheduled else None
+
+
+def _lr_schedule(config: TrainConfig, accelerator, optimiser):
+    """The student's schedule (diffusers' get_scheduler, stepped once per iteration, as the official
+    script's), saved and restored with the checkpoints. Its warm-up starts from 0 at iteration 0."""
+    from diffusers.optimization import get_scheduler
+
+    method = config.method
+    name = "constant_with_warmup" if method.lr_schedule == "constant" else method.lr_schedule
+    schedule = get_scheduler(name, getattr(optimiser, "optimizer", optimiser), num_warmup_steps=method.lr_warmup,
+                             num_training_steps=method.lr_horizon or config.iterations)
+    accelerator.register_for_checkpointing(schedule)
+    return schedule
 
 
 def _execution(config: TrainConfig, accelerator) -> str:
@@ -168,9 +185,12 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     accelerator, weight_dtype = _accelerator(config, device)
     execution = _execution(config, accelerator)
     backbone = load_backbone(config, accelerator.device, weight_dtype)
-    student, optimisers = _prepare(accelerator, backbone, config, execution)
+    student, optimisers, lr_schedule = _prepare(accelerator, backbone, config, execution)
     options = _speed_options(config, accelerator, backbone, execution)
     start = _resume(accelerator, output_dir)
+    if start > config.iterations:  # exporting would pass a longer-trained student off as this budget's
+        raise UserError(f"{output_dir} holds a checkpoint at step {start}, beyond iterations={config.iterations}; "
+                        "use another output_dir or remove its checkpoints")
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -200,6 +220,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
             losses = iterate(K, noise, cond, uncond, draws)
         if counter is not None:
             _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
+        if lr_schedule is not None:
+            lr_schedule.step()
         if step == start + 1:  # time from the third iteration: the first two are warm-up (the eager run
             _sync(accelerator)  # and the capture, under CUDA graphs)
             timed_from = time.perf_counter()

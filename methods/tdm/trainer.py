@@ -20,7 +20,7 @@ from methods.common.adapters import classifier_free_guidance
 from . import objective as obj
 from .config import TDMConfig
 from .randomness import IterationDraws
-from .trajectory import TrajectorySample, rollout, segment_step
+from .trajectory import RolloutState, TrajectorySample, rollout_segments, script_level, segment_step
 
 
 @dataclass
@@ -43,12 +43,19 @@ def teacher_x0(roles: Roles, x_tau, tau, cond, uncond, guidance: float, grad: bo
 
 
 def _tau(cfg: TDMConfig, sample: TrajectorySample, u: torch.Tensor):
-    hi = sample.t_next if cfg.interval == "paper" else torch.full_like(sample.t_next, cfg.num_train_timesteps)
-    return obj.sample_tau(sample.t_i, hi, u)
+    return obj.sample_tau(*obj.tau_range(cfg.interval, sample.t_i, sample.t_next, cfg.num_train_timesteps), u)
+
+
+def segment_sample(cfg: TDMConfig, roles: Roles, state: RolloutState, cond, step_cond) -> TrajectorySample:
+    """The student's step on each row's segment (with gradient where grad is enabled), at the level
+    the objective diffuses from: b_m, or the script's t_mid = b_m + 1 (`interval="script"`)."""
+    sample = segment_step(roles.student, roles.schedule, state, cond, cfg.solver, step_cond, cfg.num_train_timesteps)
+    return script_level(roles.schedule, state, sample) if cfg.interval == "script" else sample
 
 
 def fake_score_step(cfg: TDMConfig, roles: Roles, sample: TrajectorySample, cond, step_cond, u, noise) -> torch.Tensor:
-    """Eq. 7 with the importance weights of Sec. 3.1 (or without, for the ablation)."""
+    """Eq. 7 with the importance weights of Sec. 3.1 (or without, for the ablation), each sample's
+    loss weighted by omega_tau = min(SNR_tau, fake_snr_cap) when a cap is set (the script's 5)."""
     x_i, x0_hat = sample.x_i.detach(), sample.x0_hat.detach()
     tau = _tau(cfg, sample, u)
     noise = noise.to(x_i.dtype)
@@ -56,13 +63,19 @@ def fake_score_step(cfg: TDMConfig, roles: Roles, sample: TrajectorySample, cond
         x_tau, weight = roles.schedule.add_noise(x0_hat, noise, tau), None
     else:
         x_tau = obj.diffuse_from(roles.schedule, x_i, sample.t_i, tau, noise)
-        weight = obj.importance_weight(roles.schedule, x_tau, x_i, x0_hat, sample.t_i, tau, cfg.importance_weights)
-    return obj.fake_score_loss(roles.fake_score.x0(x_tau, tau, cond, step_cond), x0_hat, weight)
+        weight = obj.importance_weight(roles.schedule, x_tau, x_i, x0_hat, sample.t_i, tau, cfg.importance_weights,
+                                       noise)
+    omega = obj.snr_cap_weight(roles.schedule, tau, cfg.fake_snr_cap, x_tau) if cfg.fake_snr_cap > 0 else None
+    return obj.fake_score_loss(roles.fake_score.x0(x_tau, tau, cond, step_cond), x0_hat, weight, omega)
 
 
 def generator_step(cfg: TDMConfig, roles: Roles, sample: TrajectorySample, cond, uncond, step_cond, u,
                    noise) -> torch.Tensor:
-    """Eq. 6 / Eq. 11 on the trajectory sample x_i (or on x0_hat, for the Table 7 ablation)."""
+    """Eq. 6 / Eq. 11 on the trajectory sample x_i (or on x0_hat, for the Table 7 ablation).
+
+    x_tau is always diffused from the matched sample; with loss_space="x0_hat" (the script) the loss
+    is then taken on x0_hat instead of x_i: the same target shift delta, but the gradient reaches
+    the student through x0_hat alone, not through the DDIM step that made x_i from it."""
     x = sample.x_i if cfg.match == "noisy" else sample.x0_hat
     t_x = sample.t_i if cfg.match == "noisy" else torch.full_like(sample.t_i, obj.CLEAN)
     tau = _tau(cfg, sample, u)
@@ -74,6 +87,8 @@ def generator_step(cfg: TDMConfig, roles: Roles, sample: TrajectorySample, cond,
     with torch.no_grad():
         x0_fake = roles.fake_score.x0(x_tau, tau, cond, step_cond)
     delta = obj.score_difference(x0_real, x0_fake)
+    if cfg.loss_space == "x0_hat":
+        x = sample.x0_hat
     if cfg.loss == "pseudo_huber":
         return obj.pseudo_huber_loss(x, delta)
     normaliser = obj.dmd_normaliser(sample.x0_hat, x0_real)
@@ -102,22 +117,33 @@ class StepOptions:
 
 def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, uncond, draws: IterationDraws, K: int,
                step_cond=None, accelerator=None, options: StepOptions = StepOptions()) -> dict:
-    """Algorithm 1, lines 3-13, for one batch and one step count K; the losses of this process's rows."""
-    state = rollout(roles.student, roles.schedule, noise, cond, K, draws.m, cfg.solver, step_cond,  # lines 3-4
-                    cfg.num_train_timesteps, draws.depth, draws.m_host if options.rollout_rows else None)
+    """Algorithm 1, lines 3-13, for one batch and one step count K; the losses of this process's rows.
+
+    With a fresh segment for the generator (the script's choice) one roll-out serves both
+    updates' segments; the fake score's sample is then taken without gradient, the generator's with."""
+    fresh = draws.m_generator is not None
+    ms = [draws.m, draws.m_generator] if fresh else [draws.m]
+    hosts = [draws.m_host, draws.m_generator_host] if fresh else [draws.m_host]
+    states = rollout_segments(roles.student, roles.schedule, noise, cond, K, ms, cfg.solver, step_cond,  # lines 3-4
+                              cfg.num_train_timesteps, draws.depth, hosts if options.rollout_rows else None)
     if options.micro_batches > 1:
-        return _accumulated_step(cfg, roles, optimisers, state, cond, uncond, draws, step_cond, accelerator, options)
-    sample = segment_step(roles.student, roles.schedule, state, cond, cfg.solver, step_cond, cfg.num_train_timesteps)
+        return _accumulated_step(cfg, roles, optimisers, states[0], states[-1], cond, uncond, draws, step_cond,
+                                 accelerator, options)
+    with torch.no_grad() if fresh else contextlib.nullcontext():
+        sample = segment_sample(cfg, roles, states[0], cond, step_cond)
     losses = {}
     for u, eps in draws.fake:  # lines 7-10
         loss = fake_score_step(cfg, roles, sample, cond, step_cond, u, eps)
-        losses["fake_score"] = _update(optimisers["fake_score"], loss, cfg.grad_clip, accelerator, options)
+        losses["fake_score"] = _update(optimisers["fake_score"], loss, cfg.grad_clip_fake, accelerator, options)
+    if fresh:
+        sample = segment_sample(cfg, roles, states[-1], cond, step_cond)
     loss = generator_step(cfg, roles, sample, cond, uncond, step_cond, *draws.generator)  # lines 11-13
     losses["student"] = _update(optimisers["student"], loss, cfg.grad_clip, accelerator, options)
     return losses
 
 
-def _accumulated_step(cfg, roles, optimisers, state, cond, uncond, draws, step_cond, accelerator, options) -> dict:
+def _accumulated_step(cfg, roles, optimisers, state, generator_state, cond, uncond, draws, step_cond, accelerator,
+                      options) -> dict:
     """Lines 7-13 over micro-batches: every role's gradient is summed over all rows before its step.
 
     Each micro-batch's loss is back-propagated as soon as it is made, so only one micro-batch's
@@ -130,13 +156,12 @@ def _accumulated_step(cfg, roles, optimisers, state, cond, uncond, draws, step_c
         raise ValueError(f"{n} rows per process do not split into {N} micro-batches")
     parts = [slice(i, i + n // N) for i in range(0, n, n // N)]
 
-    def sample(part):
-        return segment_step(roles.student, roles.schedule, state.rows(part), _rows(cond, part), cfg.solver,
-                            _rows(step_cond, part), cfg.num_train_timesteps)
+    def sample(of: RolloutState, part):
+        return segment_sample(cfg, roles, of.rows(part), _rows(cond, part), _rows(step_cond, part))
 
     losses = {}
     with torch.no_grad():
-        samples = [sample(part) for part in parts]
+        samples = [sample(state, part) for part in parts]
     for update in range(len(draws.fake)):
         _zero(optimisers["fake_score"], options)
         total = 0.0
@@ -145,11 +170,11 @@ def _accumulated_step(cfg, roles, optimisers, state, cond, uncond, draws, step_c
             loss = fake_score_step(cfg, roles, s, _rows(cond, part), _rows(step_cond, part), u, eps) / N
             _backward(loss, accelerator)
             total = total + loss.detach()
-        losses["fake_score"] = _step(optimisers["fake_score"], total, cfg.grad_clip, accelerator, options)
+        losses["fake_score"] = _step(optimisers["fake_score"], total, cfg.grad_clip_fake, accelerator, options)
     _zero(optimisers["student"], options)
     total = 0.0
     for part in parts:
-        loss = generator_step(cfg, roles, sample(part), _rows(cond, part), _rows(uncond, part),
+        loss = generator_step(cfg, roles, sample(generator_state, part), _rows(cond, part), _rows(uncond, part),
                               _rows(step_cond, part), *draws.rows(part).generator) / N
         _backward(loss, accelerator)
         total = total + loss.detach()
@@ -190,7 +215,9 @@ def _backward(loss: torch.Tensor, accelerator=None) -> None:
 
 def _step(optimiser, loss: torch.Tensor, grad_clip: float, accelerator, options: StepOptions) -> torch.Tensor:
     params = [p for g in optimiser.param_groups for p in g["params"]]
-    if accelerator is None or accelerator.is_fsdp2:  # torch's clip handles sharded (DTensor) gradients;
+    if not grad_clip:
+        pass  # 0: no clipping (the official script's fake score)
+    elif accelerator is None or accelerator.is_fsdp2:  # torch's clip handles sharded (DTensor) gradients;
         torch.nn.utils.clip_grad_norm_(params, grad_clip)  # accelerate's would compare lists elementwise
     else:
         accelerator.clip_grad_norm_(params, grad_clip)

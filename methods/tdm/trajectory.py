@@ -11,6 +11,7 @@ timesteps come from a table of the boundaries indexed by m, and rows are picked 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -94,14 +95,25 @@ def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch
     plans its convolutions and attention per shape, and a new shape every iteration costs more
     host time than the rows saved.
     """
+    hosts = None if m_host is None else [m_host]
+    return rollout_segments(student, schedule, noise, cond, K, [m], solver, step_cond, T, depth, hosts)[0]
+
+
+def rollout_segments(student, schedule, noise: torch.Tensor, cond: dict, K: int, ms: list[torch.Tensor],
+                     solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
+                     depth: int | None = None, m_hosts: list[torch.Tensor] | None = None) -> list[RolloutState]:
+    """`rollout` for several segment draws of the same rows in one pass (the official script's
+    fresh segment for the generator update): one RolloutState per tensor of `ms`. A row is
+    rolled out as deep as the deepest of its segments needs."""
     bounds = interval_bounds(K, T)
-    depth = int(m.min()) if depth is None else depth
+    depth = min(int(m.min()) for m in ms) if depth is None else depth
+    deepest = None if m_hosts is None else functools.reduce(torch.minimum, m_hosts)
     x, x0_prev = noise, torch.zeros_like(noise)
-    x_start, x0_prev_start = noise, x0_prev
+    starts = [(noise, x0_prev) for _ in ms]
     shape = (-1,) + (1,) * (noise.dim() - 1)
     with torch.no_grad():
         for j in range(K, depth + 1, -1):  # the step b_j -> b_{j-1}, needed by rows with m <= j - 2
-            index = None if m_host is None else _padded_rows(m_host <= j - 2, noise.device)
+            index = None if deepest is None else _padded_rows(deepest <= j - 2, noise.device)
             if index is not None and not len(index):
                 continue  # none of this process's rows goes this deep (another process's do)
             x_j = _rows(x, index)
@@ -112,12 +124,13 @@ def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch
             if index is None:
                 x, x0_prev = x_next, x0
             else:
-                kept = int((m_host <= j - 2).sum())  # the padding rows come last and are dropped
+                kept = int((deepest <= j - 2).sum())  # the padding rows come last and are dropped
                 index, x_next, x0 = index[:kept], x_next[:kept], x0[:kept]
                 x, x0_prev = x.index_copy(0, index, x_next), x0_prev.index_copy(0, index, x0)
-            here = (m == j - 2).view(shape)  # rows whose segment starts at b_{j-1}
-            x_start, x0_prev_start = torch.where(here, x, x_start), torch.where(here, x0_prev, x0_prev_start)
-    return RolloutState(x_start, x0_prev_start, m, K)
+            for r, m in enumerate(ms):
+                here = (m == j - 2).view(shape)  # rows whose segment starts at b_{j-1}
+                starts[r] = (torch.where(here, x, starts[r][0]), torch.where(here, x0_prev, starts[r][1]))
+    return [RolloutState(x_start, x0_prev_start, m, K) for (x_start, x0_prev_start), m in zip(starts, ms)]
 
 
 def segment_step(student, schedule, state: RolloutState, cond: dict, solver: str = "ddim",
@@ -130,6 +143,17 @@ def segment_step(student, schedule, state: RolloutState, cond: dict, solver: str
     t_prev = bounds[(m + 2).clamp(max=state.K)]  # meaningful where m < K - 1 only
     x_i = _per_row_step(schedule, solver, state.x_start, x0_hat, t_cur, t_i, state.x0_prev, t_prev, m < state.K - 1)
     return TrajectorySample(x_i, x0_hat, t_i, t_cur)
+
+
+def script_level(schedule, state: RolloutState, sample: TrajectorySample) -> TrajectorySample:
+    """The segment's sample as the official script takes it: x0_hat re-noised with the step's implied
+    noise (DDIM) to t_mid = b_m + 1 (0 for the last segment) instead of b_m (`interval="script"`).
+    The script's trajectory boundaries are b_k = kT/K - 1 like the project's, but it diffuses from
+    one timestep above the sample's level, and from timestep 0 rather than the clean sample."""
+    alpha, sigma = schedule.alpha_sigma(sample.t_next, state.x_start)
+    eps_hat = x0_to_eps(state.x_start, sample.x0_hat, alpha, sigma)
+    t_mid = sample.t_i.clamp(min=CLEAN) + 1
+    return TrajectorySample(schedule.add_noise(sample.x0_hat, eps_hat, t_mid), sample.x0_hat, t_mid, sample.t_next)
 
 
 def student_trajectory(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor,
