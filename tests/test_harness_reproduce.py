@@ -138,7 +138,8 @@ def test_an_unwritable_results_dir_is_refused_before_any_work(tmp_path, capsys):
 def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
     assert run("table5", "--dry-run", "--results-dir", str(tmp_path / "r")) == 0
     out = capsys.readouterr().out
-    assert "scale reduced: 13 cells from 5 training runs" in out and "4step-no-is-seed0" in out
+    assert "scale reduced: 14 cells from 6 training runs" in out and "4step-no-is-seed0" in out
+    assert "official-script-seed0" in out  # the extra row: the official script's recipe
     assert not (tmp_path / "r").exists()
 
 
