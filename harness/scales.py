@@ -28,7 +28,7 @@ class Scale:
 
 
 SCALES = {s.name: s for s in [
-    Scale("full", seeds=(0, 1)),
+    Scale("full", seeds=(0, 1, 2)),
     Scale("reduced",
           train={"tiny-sd15": dict(iterations=80, batch_size=32, lr_student=2e-5, lr_fake=8e-4, checkpoint_every=20),
                  "gmm": dict(iterations=400, checkpoint_every=100)},

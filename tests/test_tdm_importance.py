@@ -10,6 +10,11 @@ from methods.tdm.importance import SD15_SCHEDULE, main, trainer_like_draws, weig
 SCHEDULE = NoiseSchedule.from_config(SD15_SCHEDULE)
 
 
+def _weight(draws, mode, log=False):
+    """The weight (or its log) of trainer-like draws (x_tau, x_i, x0_hat, t_i, tau, noise)."""
+    return (obj.log_importance_weight if log else obj.importance_weight)(SCHEDULE, *draws[:5], mode, draws[5])
+
+
 def _draws(d, segment, seed=0, n=64):
     return trainer_like_draws(SCHEDULE, d, n, 4, segment, torch.Generator().manual_seed(seed))
 
@@ -21,7 +26,7 @@ def test_the_default_mode_is_the_one_that_works_at_image_dimensions():
 @pytest.mark.parametrize("d", [1024, 16384])  # tiny-sd15's latents; SD-1.5's and PixArt's at 512 px
 @pytest.mark.parametrize("segment", [1, 2, 3])
 def test_default_weights_are_finite_of_order_one_and_not_all_equal(d, segment):
-    w = obj.importance_weight(SCHEDULE, *_draws(d, segment), TDMConfig().importance_weights)
+    w = _weight(_draws(d, segment), TDMConfig().importance_weights)
     assert torch.isfinite(w).all()
     assert w.min() > 0.3 and w.max() < 3.0, (w.min(), w.max())
     assert w.std() > 1e-3  # still a weight, not a constant
@@ -30,7 +35,7 @@ def test_default_weights_are_finite_of_order_one_and_not_all_equal(d, segment):
 @pytest.mark.parametrize("d", [1024, 16384])
 def test_the_exact_weights_are_degenerate_there(d):
     """Why "exact" is not the default: one sample carries nearly all the weight, most underflow."""
-    log_w = obj.log_importance_weight(SCHEDULE, *_draws(d, 2), "exact")
+    log_w = _weight(_draws(d, 2), "exact", log=True)
     stats = weight_statistics(log_w)
     assert stats["ess"] < 0.05 and stats["zero"] > 0.5, stats
     assert torch.isfinite(log_w).all()  # computed in log space: the logs themselves are fine
@@ -38,10 +43,9 @@ def test_the_exact_weights_are_degenerate_there(d):
 
 def test_weights_keep_float64_and_upcast_bf16():
     draws = _draws(1024, 1)
-    assert obj.importance_weight(SCHEDULE, *[v.double() if v.is_floating_point() else v for v in draws],
-                                 "per_dim_mean").dtype == torch.float64
+    assert _weight([v.double() if v.is_floating_point() else v for v in draws], "per_dim_mean").dtype == torch.float64
     bf16 = [v.bfloat16() if v.is_floating_point() else v for v in draws]
-    assert obj.importance_weight(SCHEDULE, *bf16, "per_dim_mean").dtype == torch.float32
+    assert _weight(bf16, "per_dim_mean").dtype == torch.float32
 
 
 def test_the_statistics_command_prints_every_mode(capsys):

@@ -23,15 +23,16 @@ from .config import IMPORTANCE_WEIGHTS
 
 
 def trainer_like_draws(schedule: NoiseSchedule, d: int, n: int, K: int, segment: int, generator: torch.Generator):
-    """(x_tau, x_i, x0_hat, t_i, tau) for `n` samples of dimension `d` on segment `segment` of K."""
+    """(x_tau, x_i, x0_hat, t_i, tau, noise) for `n` samples of dimension `d` on segment `segment` of K;
+    `noise` drew x_tau from x_i (the trainer passes it to the weight, as the official script does)."""
     bounds = obj.interval_bounds(K, len(schedule.alphas_cumprod))
     t_i, hi = torch.full((n,), bounds[segment]), torch.full((n,), bounds[segment + 1])
     tau = obj.sample_tau(t_i, hi, torch.rand(n, generator=generator))
     x0_hat = torch.randn(n, d, generator=generator)
     alpha_i, sigma_i = obj._alpha_sigma(schedule, t_i, x0_hat)
     x_i = alpha_i * x0_hat + sigma_i * torch.randn(n, d, generator=generator)
-    x_tau = obj.diffuse_from(schedule, x_i, t_i, tau, torch.randn(n, d, generator=generator))
-    return x_tau, x_i, x0_hat, t_i, tau
+    noise = torch.randn(n, d, generator=generator)
+    return obj.diffuse_from(schedule, x_i, t_i, tau, noise), x_i, x0_hat, t_i, tau, noise
 
 
 def weight_statistics(log_w: torch.Tensor) -> dict:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             draws = trainer_like_draws(schedule, d, args.batch, args.steps, segment, generator)
             # the same draws for every mode
             for mode in modes:
-                s = weight_statistics(obj.log_importance_weight(schedule, *draws, mode))
+                s = weight_statistics(obj.log_importance_weight(schedule, *draws[:5], mode, draws[5]))
                 print(f"{d:>6} {segment:>7} {mode:>13} {s['zero']:>6.2f} {s['min']:>10.3g} {s['median']:>10.3g} "
                       f"{s['max']:>10.3g} {s['ess']:>6.2f}")
     return 0

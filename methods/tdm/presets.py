@@ -72,7 +72,12 @@ VARIANTS = {
 # its rates come from a 2 x 2 sweep of 4-step runs with the per-dimension importance weights
 # (results/sweeps/lr-per-dim, 700 iterations, seed 0): lr_student 5e-6 with lr_fake 5e-5 scored
 # best on fd_teacher, fd_data and coverage (20.8 against 21.7-42.4). (The earlier sweep that chose
-# lr_fake 2e-4 ran with the collapsed "exact" weights.) gmm's exact teacher needs no guidance.
+# lr_fake 2e-4 ran with the collapsed "exact" weights.) Its budget, 500 iterations for every variant
+# (App. F.1), is where TDM-4step has converged (results/sweeps/budget-4step, 2 seeds): fd_teacher
+# 21.2 +- 0.3 at 250, 22.0 +- 0.9 at 500, 22.0 +- 1.9 at 1000, 23.7 +- 1.1 at 2000 iterations, while
+# fd_data drifts up (154 to 163). TDM-unify has not converged by then (results/sweeps/budget-unify:
+# 52 at 250, 90 at 500, 79 at 1000, 50 at 2000, 45 at 4000 at 4 steps), as in the paper, whose
+# TDM-unify trains 20k iterations against 3k for 4-step (App. D). gmm's exact teacher needs no guidance.
 # gmm takes 5 fake-score steps per generator step, against Algorithm 1's one, because on gmm that measured better at its budget:
 # sliced Wasserstein 0.083 +- 0.024 against 0.183 +- 0.014 for TDM-4step over 5 seeds, 0.155 against
 # 0.218 for TDM-unify over 3 (results/sweeps/fake-updates*). tiny-sd15 keeps one (not yet measured).
@@ -81,7 +86,7 @@ VARIANTS = {
 # 4500 iterations: still falling at 4500, so this is the longest measured budget, not a proven plateau.
 WORLDS = {
     "tiny-sd15": dict(backbone="sd15", teacher="tiny-sd15", prompts="tiny-sd15", lr_student=5e-6, lr_fake=5e-5,
-                      batch_size=256, guidance=3.5, iterations=700, checkpoint_every=100, execution="cuda_graph"),
+                      batch_size=256, guidance=3.5, iterations=500, checkpoint_every=100, execution="cuda_graph"),
     "gmm": dict(backbone="gmm", lr_student=3e-4, lr_fake=1e-3, batch_size=256, guidance=1.0,
                 fake_updates=5, iterations=4500, checkpoint_every=1500, tracker="none"),
 }
