@@ -1,7 +1,9 @@
 """On a GPU: the fast executions compute what eager iterations compute.
 
-20 iterations of tiny-sd15 at batch 64 (bf16 autocast) for a 4-step student, a DPM-Solver student
-and TDM-unify (one graph per K), each run compared with an eager run of the same preset:
+20 iterations of tiny-sd15 at batch 64 (bf16 autocast) for a 4-step student, a DPM-Solver student,
+TDM-unify (one graph per K) and the official script's recipe (a fresh generator segment, and a
+learning-rate schedule whose rate a replayed step reads from a tensor), each run compared with an
+eager run of the same preset:
 
 - `execution=cuda_graph` against eager with `rollout=every_row`: the same calls on the same
   shapes, replayed instead of launched. Any difference is a replay fault (stale inputs, a
@@ -29,7 +31,7 @@ from methods.tdm.train import train
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 ITERATIONS = 20
-PRESETS = ["tiny-sd15-4step", "tiny-sd15-4step-dpmpp", "tiny-sd15-unify"]
+PRESETS = ["tiny-sd15-4step", "tiny-sd15-4step-dpmpp", "tiny-sd15-unify", "tiny-sd15-official-script"]
 # (largest relative difference of one logged loss, mean over the run)
 REPLAY_TOLERANCE = (1e-2, 1e-3)
 SHAPE_TOLERANCE = (1e-1, 2e-2)

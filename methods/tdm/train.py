@@ -188,6 +188,9 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     student, optimisers, lr_schedule = _prepare(accelerator, backbone, config, execution)
     options = _speed_options(config, accelerator, backbone, execution)
     start = _resume(accelerator, output_dir)
+    for group in optimisers["student"].param_groups:  # a tensor rate (scheduled, under CUDA graphs) comes
+        if isinstance(group["lr"], torch.Tensor):     # back from a checkpoint wherever it was loaded
+            group["lr"] = group["lr"].to(accelerator.device)
     if start > config.iterations:  # exporting would pass a longer-trained student off as this budget's
         raise UserError(f"{output_dir} holds a checkpoint at step {start}, beyond iterations={config.iterations}; "
                         "use another output_dir or remove its checkpoints")

@@ -152,7 +152,7 @@ def script_level(schedule, state: RolloutState, sample: TrajectorySample) -> Tra
     one timestep above the sample's level, and from timestep 0 rather than the clean sample."""
     alpha, sigma = schedule.alpha_sigma(sample.t_next, state.x_start)
     eps_hat = x0_to_eps(state.x_start, sample.x0_hat, alpha, sigma)
-    t_mid = sample.t_i.clamp(min=CLEAN) + 1
+    t_mid = sample.t_i + 1  # CLEAN (-1) + 1 = 0
     return TrajectorySample(schedule.add_noise(sample.x0_hat, eps_hat, t_mid), sample.x0_hat, t_mid, sample.t_next)
 
 
