@@ -36,7 +36,7 @@ class TDMConfig:
     adam_betas: tuple[float, float] = (0.0, 0.999)  # App. D: beta1 = 0
     grad_clip: float = 1.0               # the student's gradient-norm clip (App. D); 0: none
     grad_clip_fake: float = 1.0          # the fake score's (App. D: both networks); 0: none (script)
-    weight_decay: float = 0.0            # AdamW's decoupled weight decay, both networks (App. D: none; script: 1e-2)
+    weight_decay: float = 0.0            # AdamW's decoupled weight decay, both networks (App. D names none; script 1e-2)
     lr_schedule: str = "constant"        # the student's learning rate: "constant" | "cosine_with_restarts" (script;
                                          # diffusers' get_scheduler, one cycle); the fake score's stays constant
     lr_warmup: int = 0                   # the student's linear warm-up from 0, in iterations (script: 50)
