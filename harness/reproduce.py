@@ -24,9 +24,9 @@ from pathlib import Path
 
 from methods.common.cli import OneLineParser, check_device, quiet_libraries
 from methods.common.errors import UserError
+from methods.common.provenance import write_json_atomic, write_text_atomic
 
 from . import cost, report
-from .provenance import write_json_atomic, write_text_atomic
 from .runner import Job, Runner, read_result
 from .scales import SCALES, get_scale
 from .tables import TABLES, Table, check_world, get_table

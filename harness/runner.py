@@ -32,10 +32,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from methods.common.errors import UserError
+from methods.common.provenance import provenance, write_json_atomic
 from methods.tdm.presets import resolve
 
 from .evaluation import EVALUATORS
-from .provenance import provenance, write_json_atomic
 from .scales import Scale
 from .tables import Cell, Table
 

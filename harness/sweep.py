@@ -26,10 +26,10 @@ from pathlib import Path
 
 from methods.common.cli import OneLineParser, check_device, quiet_libraries
 from methods.common.errors import UserError
+from methods.common.provenance import write_text_atomic
 from methods.tdm.config import TDMConfig, TrainConfig
 from methods.tdm.presets import VARIANTS, resolve
 
-from .provenance import write_text_atomic
 from .reproduce import DEFAULT_RESULTS, _seeds, _writable
 from .runner import Job, Runner
 from .scales import SCALES, get_scale

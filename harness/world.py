@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from baselines.base import SamplerSpec
 from baselines.teacher import SOLVERS, TeacherSampler
-from harness.provenance import provenance, write_json_atomic
+from methods.common.provenance import provenance, write_json_atomic
 from harness.worlds import check_world
 from harness.worlds.tiny_sd15 import grammar
 from harness.worlds.tiny_sd15.judge import PIPELINE, EvalConfig, Judge

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.provenance import provenance
+from methods.common.provenance import provenance
 from harness.reproduce import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

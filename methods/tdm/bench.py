@@ -36,7 +36,7 @@ PEAK_TFLOPS = 790.0  # about what a dense bf16 matrix product reaches on one H20
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.provenance import provenance, write_json_atomic
+    from methods.common.provenance import provenance, write_json_atomic
     from methods.common.cli import OneLineParser, is_main_launch_process, quiet_libraries
     from methods.common.errors import UserError
     from methods.common.random_pipelines import BUILDERS

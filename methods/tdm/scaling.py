@@ -91,7 +91,7 @@ def _parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.provenance import provenance, write_json_atomic
+    from methods.common.provenance import provenance, write_json_atomic
     from methods.common.random_pipelines import BUILDERS
 
     from .bench import PROMPTS

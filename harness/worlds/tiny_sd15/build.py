@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harness.provenance import provenance
+from methods.common.provenance import provenance
 
 from . import classifier as clf
 from . import dataset, models, tokenizer

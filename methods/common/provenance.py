@@ -1,4 +1,6 @@
-"""Where a number came from: commit, date, device, package versions; and atomic JSON writes."""
+"""Where a number came from: commit, date, device, package versions; and atomic JSON writes.
+
+Shared by the harness and the methods' own tools (bench, scaling), which never import the harness."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import torch
 
+REPOSITORY = Path(__file__).resolve().parents[2]  # methods/common/provenance.py -> the checkout
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "safetensors", "numpy")
 
 
 def git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+    root = REPOSITORY
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
@@ -32,7 +35,7 @@ def source_tree() -> str:
     ones), whatever HEAD says. A copy of the repository whose HEAD is older than its files still
     names the exact code it ran: the tree equals `git rev-parse <commit>^{tree}` of the commit
     that holds those files."""
-    root = Path(__file__).resolve().parent.parent
+    root = REPOSITORY
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
         try:
