@@ -1,6 +1,9 @@
 """How big a grid cell is: training length, batch and evaluation size, per world.
 
-    full      the world presets as tuned (methods/tdm/presets.py); what the committed results use
+    full      the world presets as tuned (methods/tdm/presets.py); what the committed results use.
+              Its budgets are where TDM-4step's convergence curve levels off, the same for every
+              variant (App. F.1): 500 iterations on tiny-sd15, 4500 on gmm; the curves, TDM-unify's
+              beside them, are results/sweeps/budget-{4step,unify}/<world>.{csv,png}
     reduced   fits a table on a 2-core CPU in minutes; its numbers show the pipeline works,
               not which variant is better
     smoke     a few iterations with raised learning rates, so that a change in the objective

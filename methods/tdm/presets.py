@@ -81,9 +81,9 @@ VARIANTS = {
 # gmm takes 5 fake-score steps per generator step, against Algorithm 1's one, because on gmm that measured better at its budget:
 # sliced Wasserstein 0.083 +- 0.024 against 0.183 +- 0.014 for TDM-4step over 5 seeds, 0.155 against
 # 0.218 for TDM-unify over 3 (results/sweeps/fake-updates*). tiny-sd15 keeps one (not yet measured).
-# gmm's budget is 4500 iterations for every variant (App. F.1). TDM-4step's curve
-# (results/sweeps/budget-4step, 2 seeds) falls from 0.185 at 500 to 0.097 at 1500 and 0.057 at
-# 4500 iterations: still falling at 4500, so this is the longest measured budget, not a proven plateau.
+# gmm's budget is 4500 iterations for every variant (App. F.1), where TDM-4step's curve levels off
+# (results/sweeps/budget-4step, 2 seeds): sliced Wasserstein 0.185 at 500, 0.096 at 1500, 0.056 at
+# 4500 and 0.056 at 9000 iterations.
 WORLDS = {
     "tiny-sd15": dict(backbone="sd15", teacher="tiny-sd15", prompts="tiny-sd15", lr_student=5e-6, lr_fake=5e-5,
                       batch_size=256, guidance=3.5, iterations=500, checkpoint_every=100, execution="cuda_graph"),
