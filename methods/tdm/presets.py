@@ -68,22 +68,23 @@ VARIANTS = {
 
 # The small worlds. Their networks are so small that Python and kernel launches, not arithmetic,
 # bound an eager iteration on a GPU: tiny-sd15 captures whole iterations as CUDA graphs there
-# (eager on a CPU). tiny-sd15 keeps the paper's CFG 3.5, batch 256 and ratio lr_fake = 10 lr_student;
-# its rates come from a 2 x 2 sweep of 4-step runs with the per-dimension importance weights
-# (results/sweeps/lr-per-dim, 700 iterations, seed 0): lr_student 5e-6 with lr_fake 5e-5 scored
-# best on fd_teacher, fd_data and coverage (20.8 against 21.7-42.4). (The earlier sweep that chose
-# lr_fake 2e-4 ran with the collapsed "exact" weights.) Its budget, 500 iterations for every variant
-# (App. F.1), is where TDM-4step has converged (results/sweeps/budget-4step, 2 seeds): fd_teacher
-# 21.2 +- 0.3 at 250, 22.0 +- 0.9 at 500, 22.0 +- 1.9 at 1000, 23.7 +- 1.1 at 2000 iterations, while
-# fd_data drifts up (154 to 163). TDM-unify has not converged by then (results/sweeps/budget-unify:
-# 52 at 250, 90 at 500, 79 at 1000, 50 at 2000, 45 at 4000 at 4 steps), as in the paper, whose
-# TDM-unify trains 20k iterations against 3k for 4-step (App. D). gmm's exact teacher needs no guidance.
-# gmm takes 5 fake-score steps per generator step, against Algorithm 1's one, because on gmm that measured better at its budget:
-# sliced Wasserstein 0.083 +- 0.024 against 0.183 +- 0.014 for TDM-4step over 5 seeds, 0.155 against
-# 0.218 for TDM-unify over 3 (results/sweeps/fake-updates*). tiny-sd15 keeps one (not yet measured).
-# gmm's budget is 4500 iterations for every variant (App. F.1), where TDM-4step's curve levels off
-# (results/sweeps/budget-4step, 2 seeds): sliced Wasserstein 0.185 at 500, 0.096 at 1500, 0.056 at
-# 4500 and 0.056 at 9000 iterations.
+# (eager on a CPU). Each budget is the same for every variant (App. F.1), where TDM-4step's
+# convergence curve levels off (results/sweeps/budget-{4step,unify}, 2 seeds).
+#
+# tiny-sd15: the paper's CFG 3.5, batch 256, one fake-score step per generator step (Alg. 1) and
+#   ratio lr_fake = 10 lr_student. The rates come from a 2 x 2 sweep of 4-step runs with the
+#   per-dimension importance weights (results/sweeps/lr-per-dim, 700 iterations, seed 0):
+#   5e-6 / 5e-5 scored best on fd_teacher, fd_data and coverage (20.8 against 21.7-42.4); the
+#   earlier choice of lr_fake 2e-4 was made with the collapsed "exact" weights.
+#   Budget 500: TDM-4step's fd_teacher is 21.2 +- 0.3 at 250, 22.0 +- 0.9 at 500, 22.0 +- 1.9 at
+#   1000 and 23.7 +- 1.1 at 2000 iterations (fd_data drifts up, 154 to 163). TDM-unify has not
+#   converged by then (52, 90, 79, 50, 45 at 250 to 4000 iterations, at 4 steps); the paper, too,
+#   trains TDM-unify longer than TDM-4step for its main results (20k against 3k, App. D).
+# gmm: an exact teacher, so no guidance. 5 fake-score steps per generator step, against Alg. 1's
+#   one, because on gmm that measured better: sliced Wasserstein 0.083 +- 0.024 against
+#   0.183 +- 0.014 for TDM-4step over 5 seeds, 0.155 against 0.218 for TDM-unify over 3
+#   (results/sweeps/fake-updates*). Budget 4500: TDM-4step's sliced Wasserstein is 0.185 at 500,
+#   0.096 at 1500, 0.056 at 4500 and 0.056 at 9000 iterations.
 WORLDS = {
     "tiny-sd15": dict(backbone="sd15", teacher="tiny-sd15", prompts="tiny-sd15", lr_student=5e-6, lr_fake=5e-5,
                       batch_size=256, guidance=3.5, iterations=500, checkpoint_every=100, execution="cuda_graph"),
