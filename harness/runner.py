@@ -61,14 +61,14 @@ class Job:
     @property
     def tag(self) -> str:
         """'' for a table's cell; '-key=value...' for a sweep's, so that its files are its own."""
-        return "".join(f"-{key}={value}" for key, value in self.settings)
+        return _tag(self.settings)
 
     @property
     def run_tag(self) -> str:
         """The tag of the training run: without `iterations`, so that the budgets of a convergence
         curve share one run, each resuming from the previous budget's last checkpoint (a resumed
         run repeats the uninterrupted one; the learning-rate schedule must not depend on the budget)."""
-        return "".join(f"-{key}={value}" for key, value in self.settings if key != "iterations")
+        return _tag([(key, value) for key, value in self.settings if key != "iterations"])
 
     def run_dir(self, results_dir: Path) -> Path:
         return results_dir / RUNS / self.scale.folder(self.world) / f"{self.cell.variant}{self.run_tag}-seed{self.seed}"
@@ -76,6 +76,10 @@ class Job:
     def result_path(self, results_dir: Path) -> Path:
         return (results_dir / self.table.id / self.scale.folder(self.world)
                 / f"{self.cell.key}{self.tag}-seed{self.seed}.json")
+
+
+def _tag(settings) -> str:
+    return "".join(f"-{key}={value}" for key, value in settings)
 
 
 @dataclass

@@ -36,7 +36,6 @@ from .config import TrainConfig
 from .randomness import BatchRandom, step_generator
 
 K = 4                         # the script hardcodes four student steps
-TAU_RANGE_MARGINS = (20, 10)  # the script draws tau in [max(20, t_mid), T - 10)
 SNR_CAP = 5.0                 # fake-score loss weight min(SNR_tau, 5)
 MAX_GRAD_NORM = 1.0           # the student's gradient is clipped; the fake score's is not
 ADAM_BETAS = (0.0, 0.95)      # the script's AdamW settings (both networks)
@@ -133,7 +132,7 @@ def draw_segment(setup: ScriptSetup, rng: BatchRandom) -> Segment:
     bounds = torch.tensor(obj.interval_bounds(K, setup.T), device=rng.device)
     k = rng.randint(K) + 1
     t_mid = (k - 1) * setup.T // K
-    low, high = TAU_RANGE_MARGINS
+    low, high = obj.SCRIPT_TAU_MARGINS  # [max(20, t_mid), T - 10): the script without --use_separate
     tau = obj.sample_tau(t_mid.clamp(min=low), torch.full_like(t_mid, setup.T - high), rng.rand())
     return Segment(k, bounds[k], t_mid, tau)
 
@@ -144,12 +143,6 @@ def student_at_segment(setup: ScriptSetup, states: torch.Tensor, segment: Segmen
     with setup.autocast():
         x0_hat = setup.roles.student.x0(x_tk, segment.t_k, cond)
     return x0_hat, ddim_to(setup.roles.schedule, x_tk, x0_hat, segment.t_k, segment.t_mid)
-
-
-def snr_weight(schedule, tau: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """min(SNR_tau, 5) per sample, computed on the device (no host round-trip)."""
-    alpha, sigma = schedule.alpha_sigma(tau, like)
-    return (alpha / sigma).square().flatten().clamp(max=SNR_CAP)
 
 
 def fake_score_update(setup: ScriptSetup, states: torch.Tensor, cond: dict, rng: BatchRandom) -> torch.Tensor:
@@ -166,7 +159,7 @@ def fake_score_update(setup: ScriptSetup, states: torch.Tensor, cond: dict, rng:
                                      mode="per_dim_mean")
     with setup.autocast():
         x0_fake = roles.fake_score.x0(x_tau, segment.tau, cond)
-    loss = obj.fake_score_loss(x0_fake, x0_hat, w_is, snr_weight(roles.schedule, segment.tau, x_tau))
+    loss = obj.fake_score_loss(x0_fake, x0_hat, w_is, obj.snr_cap_weight(roles.schedule, segment.tau, SNR_CAP, x_tau))
     return update(setup, "fake_score", loss, max_grad_norm=None)
 
 

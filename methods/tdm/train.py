@@ -170,13 +170,21 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
                        keep_grads=execution == "cuda_graph")
 
 
-def _resume(accelerator, output_dir: Path) -> int:
+def _resume(accelerator, config: TrainConfig, optimisers: dict) -> int:
     """Load the latest checkpoint, if any; the step to start from."""
+    output_dir = Path(config.output_dir)
     checkpoint = latest_checkpoint(output_dir)
     if checkpoint is None:
         return 0
     accelerator.load_state(str(checkpoint))
-    return json.loads((checkpoint / "state.json").read_text())["step"]
+    start = json.loads((checkpoint / "state.json").read_text())["step"]
+    if start > config.iterations:  # exporting would pass a longer-trained student off as this budget's
+        raise UserError(f"{output_dir} holds a checkpoint at step {start}, beyond iterations={config.iterations}; "
+                        "use another output_dir or remove its checkpoints")
+    for group in optimisers["student"].param_groups:  # a tensor rate (scheduled, under CUDA graphs) comes
+        if isinstance(group["lr"], torch.Tensor):     # back from a checkpoint wherever it was loaded
+            group["lr"] = group["lr"].to(accelerator.device)
+    return start
 
 
 def train(config: TrainConfig, device: str | None = None, show_progress: bool = True) -> dict:
@@ -187,13 +195,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     backbone = load_backbone(config, accelerator.device, weight_dtype)
     student, optimisers, lr_schedule = _prepare(accelerator, backbone, config, execution)
     options = _speed_options(config, accelerator, backbone, execution)
-    start = _resume(accelerator, output_dir)
-    for group in optimisers["student"].param_groups:  # a tensor rate (scheduled, under CUDA graphs) comes
-        if isinstance(group["lr"], torch.Tensor):     # back from a checkpoint wherever it was loaded
-            group["lr"] = group["lr"].to(accelerator.device)
-    if start > config.iterations:  # exporting would pass a longer-trained student off as this budget's
-        raise UserError(f"{output_dir} holds a checkpoint at step {start}, beyond iterations={config.iterations}; "
-                        "use another output_dir or remove its checkpoints")
+    start = _resume(accelerator, config, optimisers)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
