@@ -1,5 +1,9 @@
 """One sampler interface for the teacher, TDM students and every baseline.
 
+Published baselines are `SamplerRecipe`s (recipe.py) run by `DiffusersSampler`; the small
+worlds' teacher and students are described by the `SamplerSpec` below. Both kinds of sampler
+have `sample(prompts, seeds)` and `describe()`.
+
 A sampler turns prompts and seeds into uint8 images, one generator per seed, so an image
 depends on its prompt and seed only, never on the batch it was drawn in. Its frozen
 `spec` says exactly what was sampled, and `describe()` is what results record.
@@ -20,8 +24,6 @@ class SamplerSpec:
     scheduler: str                 # "ddim" | "dpmpp" | ...
     steps: int
     guidance: float                # classifier-free guidance scale (1.0: none)
-    timesteps: tuple[int, ...] | None = None  # explicit timesteps, where the method fixes them
-    lora_scale: float | None = None
 
 
 @runtime_checkable

@@ -129,6 +129,9 @@ class DiffusersSampler:
         record = {"attach": w.attach, "repo": w.repo, "path_in_repo": w.path_in_repo, "local_path": str(path)}
         if path.is_file():
             record["sha256"] = _sha256(path)
+        else:  # a model folder: every weight file in it
+            record["sha256"] = {str(f.relative_to(path)): _sha256(f) for f in sorted(path.rglob("*"))
+                                if f.suffix in (".safetensors", ".bin", ".pt")}
         if w.attach == "lora":
             self._attach_lora(w, path)
         else:

@@ -81,8 +81,9 @@ def test_sampler_contract(name, weights_root):
     assert record["scheduler_class"] == recipe.scheduler
     for attached in record["attached"]:
         path = Path(attached["local_path"])
-        if path.is_file():
-            assert attached["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        files = {".": path} if path.is_file() else {str(f.relative_to(path)): f for f in path.rglob("*.safetensors")}
+        hashes = {".": attached["sha256"]} if path.is_file() else attached["sha256"]
+        assert files and all(hashes[k] == hashlib.sha256(f.read_bytes()).hexdigest() for k, f in files.items())
 
 
 def _state(model):
