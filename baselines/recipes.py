@@ -34,6 +34,22 @@ def _lora(repo: str, file: str, scale: float = 1.0, **kw) -> tuple[Weights, ...]
     return (Weights("lora", repo, file, scale=scale, **kw),)
 
 
+def _perflow_sd15(steps: int) -> SamplerRecipe:
+    """PeRFlow's SD-1.5 delta weights sampled with one Euler step per time window."""
+    return SamplerRecipe(
+        f"perflow-sd15-{steps}step", "PeRFlow", "sd15", SD15,
+        weights=(Weights("delta", "hansyan/perflow-sd15-delta-weights", variant="v0-1"),),
+        scheduler="PeRFlowScheduler", scheduler_config=(("prediction_type", "diff_eps"), ("num_time_windows", steps)),
+        steps=steps, guidance=4.5, guidance_mode="cfg",
+        source="magic-research/piecewise-rectified-flow (hansyan): README.md, scripts/sd15_t2i_merged.py, "
+               "src/scheduler_perflow.py",
+        notes="num_time_windows = steps: the released scheduler silently raises fewer steps than windows to its "
+              "4 windows, so this is the only true 1- or 2-step sample; how the paper sampled 2 steps is not "
+              "stated. 'diff_eps' is what the delta weights were trained for ('epsilon' fails the released "
+              "scheduler's assertion). CFG 4.5 is the release's 4-step demo value; the demo's negative prompt "
+              "is not used (the paper does not say it used one)")
+
+
 RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
     # ---------------------------------------------------------------- teachers (Tables 1-2's base rows)
     SamplerRecipe("sd15-teacher-25", "Base Model", "sd15", SD15, scheduler="DPMSolverMultistepScheduler",
@@ -55,24 +71,8 @@ RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
                   notes="model_index.json names RectifiedFlowPipeline (not in diffusers), so the pipeline is "
                         "assembled from unet/vae/text_encoder/tokenizer; 1 step only, no CFG, no negative "
                         "prompt; float32 as the README recommends; weights CC-BY-NC-4.0"),
-    SamplerRecipe("perflow-sd15-2step", "PeRFlow", "sd15", SD15,
-                  weights=(Weights("delta", "hansyan/perflow-sd15-delta-weights", variant="v0-1"),),
-                  scheduler="PeRFlowScheduler",
-                  scheduler_config=(("prediction_type", "diff_eps"), ("num_time_windows", 2)),
-                  steps=2, guidance=4.5, guidance_mode="cfg",
-                  source="magic-research/piecewise-rectified-flow (hansyan) README.md, scripts/sd15_t2i_merged.py, src/scheduler_perflow.py",
-                  notes="a true 2-step sample needs num_time_windows=2 (the released scheduler silently raises "
-                        "fewer steps to its 4 windows); how the paper sampled 2 steps, and its CFG scale, are "
-                        "not stated (4.5 is the release's 4-step demo value)"),
-    SamplerRecipe("perflow-sd15-4step", "PeRFlow", "sd15", SD15,
-                  weights=(Weights("delta", "hansyan/perflow-sd15-delta-weights", variant="v0-1"),),
-                  scheduler="PeRFlowScheduler",
-                  scheduler_config=(("prediction_type", "diff_eps"), ("num_time_windows", 4)),
-                  steps=4, guidance=4.5, guidance_mode="cfg",
-                  source="magic-research/piecewise-rectified-flow (hansyan) README.md, scripts/sd15_t2i_merged.py",
-                  notes="prediction_type 'epsilon' fails the released scheduler's assertion; 'diff_eps' is what "
-                        "the delta weights were trained for. The demo adds a negative prompt, not reproduced "
-                        "here (the paper does not say it used one)"),
+    _perflow_sd15(2),
+    _perflow_sd15(4),
     SamplerRecipe("hyper-sd15-1step", "Hyper-SD", "sd15", SD15,
                   weights=_lora("ByteDance/Hyper-SD", "Hyper-SD15-1step-lora.safetensors"),
                   scheduler="TCDScheduler", steps=1, guidance=0.0, eta=1.0,
