@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from methods.common.cli import OneLineParser
+from methods.common.cli import OneLineParser, parse_seeds
 from methods.common.errors import UserError
 
 from . import weights as weight_files
@@ -63,16 +63,6 @@ def cmd_needs(name: str, root: Path | None) -> int:
     return 0
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s != ""]
-    except ValueError:
-        raise UserError(f"--seeds expects comma-separated integers, got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise UserError(f"--seeds expects non-negative integers, got {text!r}")
-    return seeds
-
-
 def cmd_sample(args) -> int:
     from PIL import Image
 
@@ -87,7 +77,7 @@ def cmd_sample(args) -> int:
             if value < 8 or value % 8:
                 raise UserError(f"--{key} must be a positive multiple of 8, got {value}")
             recipe = replace(recipe, **{key: value})
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty")

@@ -2,7 +2,8 @@
 (projected from the SD-1.5 benchmark), beside the paper's figures.
 
 Our rows come from the cell records of Tables 5-8 (each record carries its training run's
-summary), one row per world, scale and training variant, averaged over seeds.
+summary), one row per world, scale and training variant, averaged over seeds. A recipe cell
+(a published checkpoint) cost us no training: its record has `training: null` and no row here.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ PAPER_RUNS = {"TDM (4 steps)": (3000, 256), "TDM-unify": (20000, 256)}
 def measured_rows(records: list[dict]) -> list[dict]:
     runs = {}
     for rec in records:  # one entry per training run, whatever cells used it
-        runs[(rec["world"], rec["scale"], rec["cell"]["variant"], rec["seed"])] = rec
+        if rec.get("training"):
+            runs[(rec["world"], rec["scale"], rec["cell"]["variant"], rec["seed"])] = rec
     grouped = defaultdict(list)
     for (world, scale, variant, _), rec in runs.items():
         grouped[(world, scale, variant)].append(rec)

@@ -1,7 +1,9 @@
 """Cell results -> the table in the paper's layout, ours beside the paper's: CSV (long format),
 Markdown, LaTeX and a PNG, plus whether our small world ranks the variants as the paper does.
 
-Every view is made from the long CSV's rows, so the four files always agree.
+Every view is made from the long CSV's rows, so the four files always agree. A table with
+recipe cells (Tables 1-2) shows each row's backbone, recipe and NFE, says that the numbers are
+the tiny-sd15 world's (METRICS_NOTE), and lists the rows that need training before they can run.
 """
 from __future__ import annotations
 
@@ -11,11 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import Table
+from .evaluation import METRICS_NOTE
+from .tables import Row, Table
 
 CSV_COLUMNS = ["table", "world", "scale", "row", "variant", "steps", "solver", "metric", "better", "ours_mean",
                "ours_std", "n_seeds", "seeds", "iterations", "batch_size", "n_samples", "paper_metric",
                "paper_value", "paper_value_certain"]
+RECIPE_COLUMNS = ["backbone", "recipe", "nfe", "resized_for_world"]
+
+
+def csv_columns(table: Table) -> list[str]:
+    return CSV_COLUMNS + (RECIPE_COLUMNS if table.has_recipes else [])
 
 
 def long_rows(table: Table, records: list[dict]) -> list[dict]:
@@ -23,14 +31,14 @@ def long_rows(table: Table, records: list[dict]) -> list[dict]:
     by_cell = defaultdict(list)
     for rec in records:
         by_cell[(rec["world"], rec["scale"], rec["cell_key"])].append(rec)
-    published = {(r["method"], r["variant"], r["steps"], r["metric"]): r for r in table.published()}
     out = []
     for (world, scale) in sorted({(w, s) for w, s, _ in by_cell}):
         for row in table.rows:
-            recs = sorted(by_cell.get((world, scale, row.cell.key), []), key=lambda r: r["seed"])
+            recs = sorted(by_cell.get((world, scale, row.cell.key), []), key=lambda r: r["seed"]) if row.cell else []
             if not recs:
                 continue
-            paper = published.get((row.method, row.variant, str(row.cell.steps), "hps"), {})
+            paper = table.published_record(row)
+            training = recs[0].get("training") or {}  # none for a recipe cell
             for metric, better in recs[0]["metric_directions"].items():
                 values = [r["metrics"][metric] for r in recs]
                 out.append({
@@ -39,12 +47,24 @@ def long_rows(table: Table, records: list[dict]) -> list[dict]:
                     "ours_mean": float(np.mean(values)),
                     "ours_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
                     "n_seeds": len(values), "seeds": " ".join(str(r["seed"]) for r in recs),
-                    "iterations": recs[0]["training"]["iterations"], "batch_size": recs[0]["training"]["batch_size"],
-                    "n_samples": recs[0]["n_samples"], "paper_metric": "hps" if paper else None,
+                    "iterations": training.get("iterations"), "batch_size": training.get("batch_size"),
+                    "n_samples": recs[0]["n_samples"], "paper_metric": table.paper_metric if paper else None,
                     "paper_value": float(paper["value"]) if paper.get("value") else None,
                     "paper_value_certain": paper.get("certain") == "true" if paper else None,
+                    **_recipe_columns(row, recs[0]),
                 })
     return out
+
+
+def backbone_label(row: Row) -> str:
+    """The row's backbone, with Table 2's customised base: "SD-v1.5 (Realistic)"."""
+    return f"{row.backbone} ({row.variant})" if row.backbone and row.variant else row.backbone
+
+
+def _recipe_columns(row: Row, record: dict) -> dict:
+    recipe = None if row.cell.trained else row.cell.sampler_recipe
+    return {"backbone": backbone_label(row), "recipe": recipe.name if recipe else None,
+            "nfe": recipe.nfe if recipe else None, "resized_for_world": record.get("resized_for_world")}
 
 
 def ranking_agreement(rows: list[dict]) -> list[dict]:
@@ -87,6 +107,8 @@ def ranking_agreement(rows: list[dict]) -> list[dict]:
 
 
 def _name(row: dict) -> str:
+    if row.get("recipe"):
+        return f"{row['row']} ({row['backbone']})"
     return row["row"] if row["solver"] == "dpmpp" or "test" in row["row"] else f"{row['row']} [{row['solver']}]"
 
 
@@ -97,40 +119,99 @@ def _fmt(mean, std) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
+def _headers(table: Table) -> tuple[list[str], list[str]]:
+    """Markdown and LaTeX headers of the columns before the metrics."""
+    if table.has_recipes:
+        return (["row", "backbone", "steps", "sampler", "NFE", "paper HPSv2.1"],
+                ["Method", "Backbone", "Steps", "Sampler", "NFE", "HPSv2.1 (paper)"])
+    return ["row", "steps", "test solver", "paper HPS"], ["Method", "Steps", "Solver", "HPS (paper)"]
+
+
+def _labels(table: Table, row: dict) -> list[str]:
+    """The cells of a line before the paper's value: the row and how it was sampled."""
+    if table.has_recipes:
+        sampler = row["recipe"] or f"{row['variant']} ({row['solver']})"
+        nfe = "-" if row["nfe"] is None else str(row["nfe"])
+        return [row["row"], row["backbone"], str(row["steps"]), sampler, nfe]
+    return [row["row"], str(row["steps"]), row["solver"]]
+
+
+def _line_key(row: dict) -> tuple:
+    """What makes a line of the paper's layout: Table 1 prints "TCD" at 4 steps on SD-v1.5 and on SDXL."""
+    return row["row"], row.get("backbone", ""), row["steps"], row["solver"]
+
+
 def _views(table: Table, rows: list[dict]):
     """(world, scale, metrics, lines): one paper-layout table per world and scale."""
     for world, scale in sorted({(r["world"], r["scale"]) for r in rows}):
         part = [r for r in rows if (r["world"], r["scale"]) == (world, scale)]
         metrics = list(dict.fromkeys(r["metric"] for r in part))
         lines = []
-        for label_row in dict.fromkeys((r["row"], r["steps"], r["solver"]) for r in part):
-            cells = {r["metric"]: r for r in part if (r["row"], r["steps"], r["solver"]) == label_row}
+        for label_row in dict.fromkeys(_line_key(r) for r in part):
+            cells = {r["metric"]: r for r in part if _line_key(r) == label_row}
             first = next(iter(cells.values()))
             paper = "-" if first["paper_value"] is None else f"{first['paper_value']:.2f}"
-            lines.append([label_row[0], str(label_row[1]), label_row[2], paper]
+            lines.append(_labels(table, first) + [paper]
                          + [_fmt(cells[m]["ours_mean"], cells[m]["ours_std"]) for m in metrics])
         yield world, scale, part, metrics, lines
 
 
 def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
-    first = part[0]
-    counts = sorted({r["n_seeds"] for r in part})
-    seeds = sorted({int(s) for r in part for s in r["seeds"].split()})
-    per_cell = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return (f"{table.id} ({table.title}) on {world}, {scale} scale: {first['iterations']} iterations at batch "
-            f"{first['batch_size']}, {first['n_samples']} samples per cell, mean ± std over {per_cell} training "
-            f"seeds per cell (seeds {', '.join(map(str, seeds))}; the CSV's n_seeds gives each cell's). "
-            "Paper: HPSv2.1 on SD-v1.5.")
+    trained = [r for r in part if not r.get("recipe")]
+    recipes = [r for r in part if r.get("recipe")]
+    text = [f"{table.id} ({table.title}) on {world}, {scale} scale:"]
+    if trained:
+        first = trained[0]
+        counts = sorted({r["n_seeds"] for r in trained})
+        seeds = sorted({int(s) for r in trained for s in r["seeds"].split()})
+        per_cell = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        text.append(f"{first['iterations']} iterations at batch {first['batch_size']}, {first['n_samples']} samples "
+                    f"per cell, mean ± std over {per_cell} training seeds per cell (seeds {', '.join(map(str, seeds))};"
+                    " the CSV's n_seeds gives each cell's).")
+    if recipes:
+        first = recipes[0]
+        text.append(f"published checkpoints sampled by their recipes at the world's {first['resized_for_world']} px "
+                    f"(not their own size), with the world's prompts and seeds, {first['n_samples']} samples per "
+                    f"cell, one result per cell (no training seed). {METRICS_NOTE[0].upper() + METRICS_NOTE[1:]}.")
+    return " ".join(text + [f"Paper: {table.paper_label}."])
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" + ("" if n == 1 else "s")
+
+
+def _not_shown(table: Table, rows: list[dict]) -> list[str]:
+    """Markdown lines naming the rows missing from the table above: recipe cells without a result,
+    and this paper's own models, which cannot run yet."""
+    shown = {r["variant"] for r in rows}
+    absent = [row.cell.recipe for row in table.rows if row.cell is not None and not row.cell.trained
+              and row.cell.recipe not in shown]
+    out = []
+    if absent:
+        out += [f"No result yet for {len(absent)} recipe cells (their weights were missing, or --variants left them "
+                f"out; `python -m harness.reproduce {table.id} --dry-run` lists the files each needs): "
+                f"{', '.join(absent)}.", ""]
+    if table.pending():
+        out += ["Not runnable yet: this paper's own models, each needing a real-size training run first:", ""]
+        for row in table.pending():
+            paper = table.published_value(row)
+            out.append(f"- {row.label} ({backbone_label(row)}, {_steps(row.paper_steps)}; paper "
+                       f"{'-' if paper is None else f'{paper:.2f}'}): needs {row.needs}")
+        out.append("")
+    return out
 
 
 def markdown(table: Table, rows: list[dict], agreement: list[dict]) -> str:
     out = [f"# {table.id}: {table.title}", ""]
+    labels = _headers(table)[0]
+    align = "|" + "|".join("---:" if name in ("steps", "NFE") or name.startswith("paper") else "---"
+                           for name in labels) + "|"
     for world, scale, part, metrics, lines in _views(table, rows):
         out += [_caption(table, part, world, scale), "",
-                "| row | steps | test solver | paper HPS | " + " | ".join(
+                "| " + " | ".join(labels) + " | " + " | ".join(
                     f"{m} ({'↓' if part[[r['metric'] for r in part].index(m)]['better'] == 'lower' else '↑'})"
                     for m in metrics) + " |",
-                "|---|---:|---|---:|" + "---:|" * len(metrics)]
+                align + "---:|" * len(metrics)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
         out += ["", "Ranking agreement with the paper (Kendall's tau over pairs with equal steps):", ""]
         for a in agreement:
@@ -142,14 +223,15 @@ def markdown(table: Table, rows: list[dict], agreement: list[dict]) -> str:
                            f"{a['ties']} tied): {verdict}" + (f"; disagreeing: {a['disagreements']}"
                                                               if a["disagreements"] else ""))
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + _not_shown(table, rows))
 
 
 def latex(table: Table, rows: list[dict]) -> str:
     out = []
+    labels = _headers(table)[1]
     for world, scale, part, metrics, lines in _views(table, rows):
-        cols = "lrl" + "r" * (1 + len(metrics))
-        header = ["Method", "Steps", "Solver", "HPS (paper)"] + [m.replace("_", r"\_") for m in metrics]
+        cols = ("llrlr" if table.has_recipes else "lrl") + "r" * (1 + len(metrics))
+        header = labels + [m.replace("_", r"\_") for m in metrics]
         out += [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
                 " & ".join(header) + r" \\", r"\midrule"]
         out += [" & ".join(_tex(c) for c in line) + r" \\" for line in lines]
@@ -184,8 +266,8 @@ def plot(table: Table, rows: list[dict], path: Path) -> None:
                 [r for r in part if r["metric"] == metric]
             _draw(ax, table, sel, paper)
             better = "" if paper else (" ↓" if sel[0]["better"] == "lower" else " ↑")
-            ax.set_title(f"{world} ({scale}): {metric}{better}" if not paper else "paper: HPS on SD-v1.5 ↑",
-                         fontsize=9)
+            paper_title = "paper: HPSv2.1 (average) ↑" if table.has_recipes else "paper: HPS on SD-v1.5 ↑"
+            ax.set_title(f"{world} ({scale}): {metric}{better}" if not paper else paper_title, fontsize=9)
         for j in range(len(metrics_per_view[i]), ncols):
             axes[i][j].axis("off")
     fig.tight_layout()
@@ -212,7 +294,7 @@ def _draw(ax, table: Table, sel: list[dict], paper: bool) -> None:
         if paper:
             ax.legend(fontsize=6)
         return
-    labels = [f"{r['row']}" for r in sel]
+    labels = [_name(r) if r.get("recipe") else f"{r['row']}" for r in sel]
     ys = [value(r) if value(r) is not None else np.nan for r in sel]
     errs = None if paper else [r["ours_std"] or 0 for r in sel]
     ax.bar(range(len(sel)), ys, yerr=errs, capsize=3, color="tab:gray" if paper else "tab:blue")

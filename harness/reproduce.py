@@ -6,12 +6,21 @@
     python -m harness.reproduce table5 table6 table7 table8 --device cuda --scale full
     python -m harness.reproduce table3                   # training cost of the runs above
     python -m harness.reproduce table5 --dry-run         # the cells, seeds and training runs, then exit
+    python -m harness.reproduce table1 --dry-run         # every recipe cell and the files it still needs
+    python -m harness.reproduce table1 table2 --weights-root weights   # the recipe cells whose weights are there
 
 Each grid cell (train a preset -> sample through the sampler interface -> evaluate) writes
 results/<table>/<world>/<cell>-seed<s>.json; finished cells are kept unless --force, and a
 killed run picks up where it stopped. The tables go to paper_tables/<table>.{csv,md,tex,png}
 (or <results-dir>/paper_tables/ for another results folder). User mistakes end in one line
 on stderr and exit code 2.
+
+Tables 1 and 2 are grids of recipe cells (published checkpoints, baselines/recipes.py): nothing
+is trained, one result per cell. They run on the tiny-sd15 world's metrics for now (sampled at
+its 64 px, judged by its classifier): plumbing, not the paper's comparison. Weights come from
+--weights-root (laid out <DIR>/<owner>/<name>/<file>) or the Hugging Face cache. A cell whose
+files are missing is skipped and listed on stderr with them; the command exits 0 when some cell
+ran, and 2, in one line, when none of the requested cells can run.
 """
 from __future__ import annotations
 
@@ -19,15 +28,19 @@ import csv
 import io
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 
-from methods.common.cli import OneLineParser, check_device, quiet_libraries
+from methods.common.cli import OneLineParser, check_device, parse_seeds, quiet_libraries
 from methods.common.errors import UserError
 from methods.common.provenance import write_json_atomic, write_text_atomic
 
+from baselines import weights as weight_files
+
 from . import cost, report
-from .runner import Job, Runner, read_result
+from .evaluation import METRICS_NOTE
+from .runner import RECIPE_SEED, RECIPE_SEED_MEANING, Job, Runner, read_result
 from .scales import SCALES, get_scale
 from .tables import TABLES, Table, check_world, get_table
 
@@ -38,9 +51,23 @@ DEFAULT_RESULTS = ROOT / "results"
 def cmd_list() -> None:
     for table in TABLES.values():
         runs = f"runs on {', '.join(table.worlds)}" if table.worlds else "cannot run yet"
-        what = {"grid": f"{len(table.cells())} cells", "cost": f"cost of {', '.join(table.cost_of)}",
+        what = {"grid": _grid_size(table), "cost": f"cost of {', '.join(table.cost_of)}",
                 "published": "published numbers only"}[table.kind]
         print(f"{table.id}  {table.title}\n         {what}; {runs}; needs {table.needs}")
+
+
+def _grid_size(table: Table) -> str:
+    if not table.has_recipes:
+        return f"{len(table.cells())} cells"
+    return f"{_count(len(table.cells()), 'recipe cell')}, {_needing(len(table.pending()))}"
+
+
+def _needing(n: int) -> str:
+    return f"{_count(n, 'row')} that {'needs' if n == 1 else 'need'} training first"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _writable(folder: Path) -> Path:
@@ -55,7 +82,9 @@ def _writable(folder: Path) -> Path:
 
 
 def jobs_for(table: Table, world: str, scale, seeds) -> list[Job]:
-    return [Job(table, cell, seed, world, scale) for cell in table.cells() for seed in seeds]
+    """A trained cell once per training seed; a recipe cell once, at RECIPE_SEED (it has no training seed)."""
+    return [Job(table, cell, seed, world, scale) for cell in table.cells()
+            for seed in (seeds if cell.trained else (RECIPE_SEED,))]
 
 
 def load_records(results_dir: Path, table_ids) -> list[dict]:
@@ -73,7 +102,7 @@ def write_grid_report(table: Table, results_dir: Path, out_dir: Path) -> str:
         return f"{table.id}: no results in {results_dir / table.id} yet"
     agreement = report.ranking_agreement(rows)
     md = report.markdown(table, rows, agreement)
-    write_text_atomic(out_dir / f"{table.id}.csv", _csv(rows, report.CSV_COLUMNS))
+    write_text_atomic(out_dir / f"{table.id}.csv", _csv(rows, report.csv_columns(table)))
     write_text_atomic(out_dir / f"{table.id}.md", md)
     write_text_atomic(out_dir / f"{table.id}.tex", report.latex(table, rows))
     write_json_atomic(out_dir / f"{table.id}-ranking.json", {"table": table.id, "ranking_agreement": agreement})
@@ -100,16 +129,48 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def _seeds(text: str | None, scale) -> tuple[int, ...]:
+def _weights_root(text: str | None) -> Path | None:
     if text is None:
-        return scale.seeds
-    try:
-        seeds = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise UserError(f"--seeds expects comma-separated integers, got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise UserError(f"--seeds expects non-negative integers, got {text!r}")
-    return seeds
+        return None
+    root = Path(text)
+    if not root.is_dir():
+        raise UserError(f"--weights-root {text} is not a folder")
+    return root
+
+
+def _where(root: Path | None) -> str:
+    return (f"looked under {root} and in the Hugging Face cache" if root is not None
+            else "looked in the Hugging Face cache; pass --weights-root DIR")
+
+
+def _missing(job: Job, runner: Runner, state: str | None = None) -> list[str]:
+    """The files a recipe cell still needs before it can run: none for a trained cell, or for one
+    whose result is already there (it is not sampled again). `state`: runner.status(job), if known."""
+    if job.cell.trained:
+        return []
+    if not runner.force and (state or runner.status(job)) not in ("to compute", "stale"):
+        return []
+    return weight_files.missing(job.cell.sampler_recipe, runner.weights_root)
+
+
+def _runnable(jobs: list[Job], runner: Runner) -> list[Job]:
+    """The jobs that can run; the recipe cells without weights are listed on stderr. None at all: a user error."""
+    missing = {id(job): _missing(job, runner) for job in jobs}
+    skipped = [job for job in jobs if missing[id(job)]]
+    if skipped and len(skipped) == len(jobs):
+        tables = " ".join(dict.fromkeys(job.table.id for job in jobs))
+        raise UserError(f"no cell of {tables} can run: the weights of its {len(jobs)} recipe cells are missing "
+                        f"({_where(runner.weights_root)}); python -m harness.reproduce {tables} --dry-run lists them")
+    for job in skipped:
+        print(f"skipped {job.table.id} {job.cell.key}: missing {'; '.join(missing[id(job)])}", file=sys.stderr)
+    if skipped:
+        print(f"skipped {_count(len(skipped), 'recipe cell')} whose weights are missing ({_where(runner.weights_root)})",
+              file=sys.stderr)
+    return [job for job in jobs if not missing[id(job)]]
+
+
+def _seeds(text: str | None, scale) -> tuple[int, ...]:
+    return scale.seeds if text is None else parse_seeds(text)
 
 
 def reproduce(args) -> None:
@@ -124,8 +185,9 @@ def reproduce(args) -> None:
     seeds = _seeds(args.seeds, scale)
     results_dir = Path(args.results_dir)
     out_dir = ROOT / "paper_tables" if results_dir.resolve() == DEFAULT_RESULTS else results_dir / "paper_tables"
+    runner = Runner(results_dir, device, args.force, not args.no_progress, _weights_root(args.weights_root))
     jobs = [job for table in tables if table.kind == "grid" for job in jobs_for(table, args.world, scale, seeds)]
-    if args.variants:
+    if args.variants:  # training variants, or recipe names for recipe cells
         wanted = args.variants.split(",")
         unknown = sorted(set(wanted) - {job.cell.variant for job in jobs})
         if unknown:
@@ -141,14 +203,16 @@ def reproduce(args) -> None:
             raise UserError(f"{table.id} reports the training runs of {', '.join(table.cost_of)}, and "
                             f"{results_dir} holds none yet: run those tables first")
     if args.dry_run:
-        _print_plan(jobs, scale, results_dir)
+        _print_plan(jobs, scale, runner)
+        _print_recipe_plans(tables, jobs, runner, args.world, scale)
         return
+    jobs = _runnable(jobs, runner)
     _writable(results_dir)
     if jobs:
         if scale.name != "full":
             print(f"scale: {scale.name} (a smaller configuration than the committed results; "
                   f"see harness/scales.py)", file=sys.stderr)
-        Runner(results_dir, device, args.force, not args.no_progress).run(jobs)
+        runner.run(jobs)
     _writable(out_dir)
     for table in tables:
         writer = write_cost_report if table.kind == "cost" else write_grid_report
@@ -156,17 +220,66 @@ def reproduce(args) -> None:
         print(f"wrote {out_dir / table.id}.*")
 
 
-def _print_plan(jobs: list[Job], scale, results_dir: Path) -> None:
-    runs = {}
+def _print_plan(jobs: list[Job], scale, runner: Runner) -> None:
+    """The trained cells by training run, each with what running it would do (runner.status)."""
+    jobs = [job for job in jobs if job.cell.trained]
+    if not jobs:
+        return
+    runs, states = {}, Counter()
     for job in jobs:
-        config = job.train_config(results_dir)
-        runs.setdefault(job.run_dir(results_dir), (config, []))[1].append(f"{job.cell.key}-seed{job.seed}")
-    print(f"scale {scale.name}: {len(jobs)} cells from {len(runs)} training runs")
+        config = job.train_config(runner.results_dir)
+        state = runner.status(job)
+        states[state.split(" of ")[0]] += 1
+        runs.setdefault(job.run_dir(runner.results_dir), (config, []))[1].append(
+            f"{job.cell.key}-seed{job.seed} [{job.table.id}: {state}]")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    print(f"scale {scale.name}: {len(jobs)} cells from {len(runs)} training runs ({counts})")
     for run_dir, (config, cells) in runs.items():
         m = config.method
         print(f"  {run_dir}: {config.iterations} iterations, batch {m.batch_size}, steps {list(m.steps)}, "
               f"loss {m.loss}, solver {m.solver}, importance {m.importance_weights}, match {m.match}, "
               f"step conditioning {m.step_conditioning and m.unify}\n      cells: {', '.join(cells)}")
+
+
+def _print_recipe_plans(tables: list[Table], jobs: list[Job], runner: Runner, world: str, scale) -> None:
+    """Per table with recipe cells: every cell (row, backbone, steps, recipe, NFE, status and the
+    files it still needs), then the rows that need training first."""
+    for table in tables:
+        if table.kind != "grid" or not table.has_recipes:
+            continue
+        mine = {job.cell: job for job in jobs if job.table is table and not job.cell.trained}
+        rows = [row for row in table.rows if row.cell in mine]
+        size = runner.evaluator(mine[rows[0].cell]).image_size if rows else "?"
+        print(f"{table.id} on {world}, scale {scale.name}: {_count(len(rows), 'recipe cell')}, "
+              f"{_needing(len(table.pending()))}\n"
+              f"  {METRICS_NOTE}\n  each sampled at the world's {size} px (not its own size) with the world's prompts "
+              f"and seeds; one result per cell, seed {RECIPE_SEED} ({RECIPE_SEED_MEANING})\n"
+              f"  weights: {_where(runner.weights_root)}")
+        lines = [["row", "backbone", "steps", "recipe", "NFE", "status"]]
+        lines += [_recipe_line(row, mine[row.cell], runner) for row in rows]
+        _print_columns(lines)
+        if table.pending():
+            print("  not runnable yet (this paper's own models; each needs a real-size training run):")
+            _print_columns([[row.label, report.backbone_label(row), str(row.paper_steps), "needs " + row.needs]
+                            for row in table.pending()], indent="    ")
+
+
+def _recipe_line(row, job: Job, runner: Runner) -> list[str]:
+    recipe = job.cell.sampler_recipe
+    state = runner.status(job)
+    missing = _missing(job, runner, state)
+    if missing:
+        state = "missing:" + "".join(f"\n      {what}" for what in missing)
+    elif state in ("to compute", "stale"):
+        state = "ready (weights present)" + ("; its result is stale" if state == "stale" else "")
+    return [row.label, report.backbone_label(row), str(recipe.steps), recipe.name, str(recipe.nfe), state]
+
+
+def _print_columns(lines: list[list[str]], indent: str = "  ") -> None:
+    """Left-aligned columns; a last cell with line breaks continues below its line."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
+    for line in lines:
+        print(indent + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="auto", choices=("auto", *SCALES),
                         help="auto: full on cuda, reduced on cpu")
     parser.add_argument("--seeds", help="training seeds, e.g. 0,1,2 (default: the scale's)")
-    parser.add_argument("--variants", help="only the cells of these training variants, e.g. unify,4step")
+    parser.add_argument("--variants", help="only the cells of these training variants or recipes, e.g. unify,4step "
+                                           "or tcd-sd15,tcd-sd15@realistic-vision")
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    parser.add_argument("--weights-root", metavar="DIR",
+                        help="recipe cells' weights, laid out DIR/<owner>/<name>/<file> (default: the Hugging Face "
+                             "cache); cells whose files are missing are skipped and listed")
     parser.add_argument("--force", action="store_true", help="recompute finished cells and retrain their runs")
     parser.add_argument("--dry-run", action="store_true", help="print the cells and training runs, then exit")
     parser.add_argument("--no-progress", action="store_true")

@@ -1,6 +1,15 @@
 """Run a table's grid: for each cell and seed, train the variant, sample it, evaluate it, and
 write `results/<table>/<world>/<cell>-seed<s>.json` atomically.
 
+A recipe cell (a published checkpoint, Tables 1-2) is not trained: its sampler is the recipe's
+(`baselines.load_sampler`, weights from `Runner.weights_root` or the Hugging Face cache). It has
+no training seed, so it has one result, seed 0, which stands for the evaluation's own fixed
+prompts and sampling seeds (RECIPE_SEED). Its fingerprint hashes the world, the scale, the
+recipe as sampled and the evaluation config; its record carries `training: null`, the sampler's
+`describe()` (with the sha256 of every attached file) and `resized_for_world`. The weights' hashes
+are recorded, not fingerprinted (hashing gigabytes on every run and dry run would cost minutes):
+after replacing a weights file, rerun with --force.
+
 Caching and resuming:
 - a finished cell (its JSON exists and its fingerprint matches) is not recomputed unless `force`;
 - an evaluation another table already made with the same fingerprint is copied, not redone;
@@ -35,19 +44,21 @@ from methods.common.errors import UserError
 from methods.common.provenance import provenance, write_json_atomic
 from methods.tdm.presets import resolve
 
-from .evaluation import EVALUATORS
+from .evaluation import EVALUATORS, METRICS_NOTE
 from .scales import Scale
-from .tables import Cell, Table
+from .tables import Cell, RecipeCell, Table
 
 RUNS = "runs"
 POLL_SECONDS = 5.0
+RECIPE_SEED = 0
+RECIPE_SEED_MEANING = "no training seed: the evaluation's own fixed prompts and sampling seeds"
 
 
 @dataclass(frozen=True, eq=False)
 class Job:
     """One cell and training seed of a table in a world at a scale."""
     table: Table
-    cell: Cell
+    cell: Cell | RecipeCell
     seed: int
     world: str
     scale: Scale
@@ -77,6 +88,12 @@ class Job:
         return (results_dir / self.table.id / self.scale.folder(self.world)
                 / f"{self.cell.key}{self.tag}-seed{self.seed}.json")
 
+    def lock_path(self, results_dir: Path) -> Path:
+        """A trained cell locks its training run (shared by the cells sampled from it); a recipe
+        cell locks itself."""
+        what = f"{self.cell.variant}{self.run_tag}-seed{self.seed}" if self.cell.trained else f"recipe-{self.cell.key}"
+        return results_dir / RUNS / "locks" / f"{self.scale.folder(self.world)}-{what}.lock"
+
 
 def _tag(settings) -> str:
     return "".join(f"-{key}={value}" for key, value in settings)
@@ -88,6 +105,7 @@ class Runner:
     device: str = "cpu"
     force: bool = False
     show_progress: bool = True
+    weights_root: Path | None = None  # recipe cells' weights (baselines/weights.py); None: the Hugging Face cache
     _evaluators: dict = field(default_factory=dict)
     _retrained: set = field(default_factory=set)
 
@@ -125,8 +143,7 @@ class Runner:
             record = read_result(path)
             if record is not None and record.get("fingerprint") == fingerprint:
                 return record
-        with claim(self.results_dir / RUNS / "locks" / f"{job.scale.folder(job.world)}-{job.cell.variant}{job.run_tag}"
-                   f"-seed{job.seed}.lock") as mine:
+        with claim(job.lock_path(self.results_dir)) as mine:
             if not mine:
                 return None
             record = None if self.force else self._same_evaluation_elsewhere(job, fingerprint)
@@ -136,12 +153,28 @@ class Runner:
             return record
 
     def fingerprint(self, job: Job) -> str:
-        """Everything that fixes the cell's numbers: training config, cell, evaluation config."""
-        config = asdict(job.train_config(Path("<results>")))
-        evaluator_config = asdict(self.evaluator(job).config)
-        blob = json.dumps([job.world, job.scale.name, config, asdict(job.cell), evaluator_config], sort_keys=True,
-                          default=str)
+        """Everything that fixes the cell's numbers: training config and cell, or the recipe as
+        sampled; the evaluation config. (The trained cells' list is what it always was, so the
+        committed results stay valid.)"""
+        evaluator = self.evaluator(job)
+        if job.cell.trained:
+            what = [asdict(job.train_config(Path("<results>"))), asdict(job.cell)]
+        else:
+            what = [evaluator.recipe_for_world(job.cell.sampler_recipe).describe()]
+        blob = json.dumps([job.world, job.scale.name, *what, asdict(evaluator.config)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def status(self, job: Job) -> str:
+        """What running the job would do: "finished", "copy of <other result>", "stale" (its file
+        has another fingerprint) or "to compute". Reads files only."""
+        fingerprint = self.fingerprint(job)
+        record = read_result(job.result_path(self.results_dir))
+        if record is not None and record.get("fingerprint") == fingerprint:
+            return "finished"
+        elsewhere = self._same_evaluation_elsewhere(job, fingerprint)
+        if elsewhere is not None:
+            return f"copy of {elsewhere['copied_from']}"
+        return "stale" if record is not None else "to compute"
 
     def evaluator(self, job: Job):
         key = (job.world, job.scale.name)
@@ -159,22 +192,27 @@ class Runner:
 
     def _compute(self, job: Job, fingerprint: str) -> dict:
         started = time.time()
-        training = self._train(job)
+        training = self._train(job) if job.cell.trained else None
         evaluator = self.evaluator(job)
         t0 = time.time()
         evaluator.take_parts()  # start this cell's split of eval_seconds afresh
-        sampler = evaluator.sampler(job.run_dir(self.results_dir), job.cell)
+        sampler = self._sampler(job, evaluator)
         metrics = evaluator.score(sampler)
         return {
             "table": job.table.id, "world": job.world, "scale": job.scale.name, "cell": asdict(job.cell),
             "cell_key": job.cell.key, "seed": job.seed, "fingerprint": fingerprint,
             "metrics": metrics, "metric_directions": evaluator.metrics, "n_samples": evaluator.n_samples,
-            "sampler": sampler.describe(), "eval_config": asdict(evaluator.config),
+            "sampler": sampler.describe(), "eval_config": asdict(evaluator.config), **_recipe_facts(job, sampler),
             # eval_seconds includes the world's one-off parts (judge, teacher reference) when this
             # cell had to make them; the parts say which, e.g. reference_seconds and reference_from.
             "eval_seconds": round(time.time() - t0, 1), **evaluator.take_parts(), "training": training,
             "cell_wall_seconds": round(time.time() - started, 1), **provenance(self.device),
         }
+
+    def _sampler(self, job: Job, evaluator):
+        if job.cell.trained:
+            return evaluator.sampler(job.run_dir(self.results_dir), job.cell)
+        return evaluator.recipe_sampler(job.cell.sampler_recipe, self.weights_root)
 
     def _train(self, job: Job) -> dict:
         """Train the job's variant unless a finished run with the same config exists; its record."""
@@ -194,6 +232,18 @@ class Runner:
                 "num_processes")
         return {"config": asdict(config), **{k: summary.get(k) for k in keep},
                 "final_losses": _final_losses(run_dir)}
+
+
+def _recipe_facts(job: Job, sampler) -> dict:
+    """What a recipe cell's record adds: how it was sampled beside the recipe, and what its
+    numbers are (not) worth."""
+    if job.cell.trained:
+        return {}
+    return {"recipe": job.cell.recipe, "seed_meaning": RECIPE_SEED_MEANING,
+            "resized_for_world": sampler.recipe.height,
+            "recipe_size": [job.cell.sampler_recipe.height, job.cell.sampler_recipe.width],
+            "measured_nfe": sampler.last_nfe,
+            "metrics_note": METRICS_NOTE}
 
 
 def _finished_run(run_dir: Path, config) -> dict | None:

@@ -1,21 +1,34 @@
 """The paper's eight tables as declarative grids: which cells, which metrics, which published numbers.
 
-A *cell* is one evaluated configuration: a training variant (a key of
-`methods.tdm.presets.VARIANTS`), the step count it is sampled with, and the test solver.
+A *cell* is one evaluated configuration, of one of two kinds:
+- `Cell`: a training variant (a key of `methods.tdm.presets.VARIANTS`), the step count it is
+  sampled with, and the test solver; the runner trains it first;
+- `RecipeCell`: a published checkpoint, named by its sampler recipe (baselines/recipes.py);
+  nothing is trained, the recipe is sampled as it stands.
 A *row* of the paper's layout points at one cell and at the published numbers it sits
 beside. Several rows may share a cell (Table 5's "TDM-4Step" and "w/o unify training" at 4
-steps are the same model), and several tables may share a training run.
+steps are the same model), and several tables may share a training run. A row without a cell is
+one of this paper's own models that needs a real-size training run: listed, never dropped.
+
+Tables 1 and 2 are built from their published CSVs: each published row gets the recipe whose
+paper label, backbone and step count match it (`_recipe_row`), or else is such a pending row.
 
     from harness.tables import TABLES, get_table
     get_table("table5").cells()   # the distinct cells to run
+    get_table("table1").pending() # the rows that need training first
 """
 from __future__ import annotations
 
 import csv
 import difflib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
+from baselines import RECIPES, get_recipe
+from baselines.recipe import SamplerRecipe
+from baselines.recipes import BASES, table2_recipes
 from methods.common.errors import UserError
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "paper_tables" / "published"
@@ -23,9 +36,12 @@ PUBLISHED = Path(__file__).resolve().parent.parent / "paper_tables" / "published
 
 @dataclass(frozen=True)
 class Cell:
+    """A variant trained here. Its fields are hashed into every result's fingerprint: adding one
+    would orphan the committed results, so the recipe kind is a class of its own."""
     variant: str          # training variant: a key of methods.tdm.presets.VARIANTS
     steps: int            # sampling steps at test time
     solver: str = "dpmpp"  # test solver; the paper's default for its TDM numbers (Table 6)
+    trained: ClassVar[bool] = True
 
     @property
     def key(self) -> str:
@@ -34,11 +50,47 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class RecipeCell:
+    """A published checkpoint, sampled as its recipe says; nothing is trained."""
+    recipe: str           # a name get_recipe accepts: "tcd-sd15", "tcd-sd15@realistic-vision"
+    trained: ClassVar[bool] = False
+
+    @property
+    def key(self) -> str:
+        """File stem of the cell's result: the recipe's name."""
+        return self.recipe
+
+    @property
+    def variant(self) -> str:
+        """What --variants selects and the CSV's variant column shows: the recipe's name."""
+        return self.recipe
+
+    @property
+    def sampler_recipe(self) -> SamplerRecipe:
+        return get_recipe(self.recipe)
+
+    @property
+    def steps(self) -> int:
+        return self.sampler_recipe.steps
+
+    @property
+    def solver(self) -> str:
+        return self.sampler_recipe.scheduler
+
+
+@dataclass(frozen=True)
 class Row:
     label: str            # the paper's row label, as printed
-    cell: Cell
+    cell: Cell | RecipeCell | None  # None: this paper's own model, not runnable yet (see `needs`)
     method: str           # how the published CSV names the row: method and variant columns
     variant: str = ""
+    backbone: str = ""    # the published CSV's backbone, where a table spans several (Tables 1-2)
+    steps: int | None = None  # the published step count of a row without a cell
+    needs: str = ""       # what a row without a cell needs before it can run
+
+    @property
+    def paper_steps(self) -> int:
+        return self.cell.steps if self.cell is not None else self.steps
 
 
 @dataclass(frozen=True)
@@ -52,25 +104,49 @@ class Table:
                                        # "published": only the paper's numbers for now
     cost_of: tuple[str, ...] = ()      # for kind "cost": the tables whose runs it reports
     plot: str = "bars"                 # "steps": metric against steps per variant (Table 5); "bars"
+    paper_metric: str = "hps"          # the published metric printed beside ours
+    paper_label: str = "HPSv2.1 on SD-v1.5"
 
-    def cells(self) -> list[Cell]:
+    def cells(self) -> list[Cell | RecipeCell]:
         """The distinct cells of the grid, in row order."""
-        seen: dict[Cell, None] = {}
+        seen: dict = {}
         for row in self.rows:
-            seen.setdefault(row.cell)
+            if row.cell is not None:
+                seen.setdefault(row.cell)
         return list(seen)
+
+    def pending(self) -> list[Row]:
+        """The rows that cannot run yet: this paper's own models, which need training first."""
+        return [row for row in self.rows if row.cell is None]
+
+    @property
+    def has_recipes(self) -> bool:
+        return any(not cell.trained for cell in self.cells())
 
     def published(self) -> list[dict]:
         """The paper's numbers for this table (paper_tables/published/<id>.csv)."""
-        with open(PUBLISHED / f"{self.id}.csv", newline="") as f:
-            return list(csv.DictReader(f))
+        return _published(self.id)
 
-    def published_value(self, row: Row, metric: str = "hps") -> float | None:
+    def published_record(self, row: Row, metric: str | None = None) -> dict:
+        """The published CSV's line for the row and metric ({} if none); the backbone counts only
+        where the row names one (Tables 5-8 are all SD-v1.5)."""
+        metric = metric or self.paper_metric
         for rec in self.published():
-            if (rec["method"], rec["variant"], rec["metric"]) == (row.method, row.variant, metric) \
-                    and rec["steps"] == str(row.cell.steps) and rec["value"]:
-                return float(rec["value"])
-        return None
+            if (rec["method"], rec["variant"], rec["metric"], rec["steps"]) == \
+                    (row.method, row.variant, metric, str(row.paper_steps)) \
+                    and (not row.backbone or rec["backbone"] == row.backbone):
+                return rec
+        return {}
+
+    def published_value(self, row: Row, metric: str | None = None) -> float | None:
+        value = self.published_record(row, metric).get("value")
+        return float(value) if value else None
+
+
+@cache
+def _published(table_id: str) -> list[dict]:
+    with open(PUBLISHED / f"{table_id}.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 SMALL_WORLDS = ("tiny-sd15", "gmm")
@@ -100,11 +176,69 @@ def _table6() -> tuple[Row, ...]:
         for train in ("ddim", "dpmpp") for test in ("ddim", "dpmpp"))
 
 
+# Tables 1-2: which published rows are recipes, and what the others need.
+PIPELINE_OF = {"SD-v1.5": "sd15", "SDXL": "sdxl", "PixArt-alpha": "pixart"}
+SPELLING = {"SDXL-Lighting": "SDXL-Lightning"}  # the published CSV's spelling -> the recipe's label
+TABLE2_BASES = {"Realistic": "realistic-vision", "Dreamshaper": "dreamshaper-7"}  # variant -> recipes.BASES
+# This paper's own models, by (method, backbone, variant): no public checkpoint, so each needs a
+# real-size training run before it can be a cell.
+NEEDS_TRAINING = {
+    ("Base Model + Fine-tuning", "SD-v1.5", ""): "SD-v1.5 fine-tuned on LAION-AeS-6.5+ (no fine-tuning trainer yet)",
+    ("TDM-unify-GAN", "SD-v1.5", ""): "a real-size TDM-unify run on SD-v1.5 with a GAN loss (no GAN loss yet)",
+    ("TDM-unify-SFT", "SD-v1.5", ""): "a real-size TDM-unify run on SD-v1.5 fine-tuned on LAION-AeS-6.5+",
+    ("TDM", "SDXL", ""): "a real-size TDM run on SDXL",
+    ("TDM-1024", "PixArt-alpha", ""): "a real-size TDM run on PixArt-alpha at 1024 px",
+    ("TDM", "SD-v1.5", "Realistic"): "a real-size TDM-LoRA run on SD-v1.5 (the released LoRA is Dreamshaper-7's)",
+}
+
+
+def _published_rows(table_id: str) -> list[dict]:
+    """The table's rows as the published CSV orders them: one per method, backbone, variant, steps."""
+    seen: dict[tuple, dict] = {}
+    for rec in _published(table_id):
+        seen.setdefault((rec["method"], rec["backbone"], rec["variant"], rec["steps"]), rec)
+    return list(seen.values())
+
+
+def _candidates(table_id: str, variant: str) -> list[SamplerRecipe]:
+    """The recipes a row may point at: Table 1's own, or Table 2's on the row's customised base
+    (its LoRAs, the teacher, and the released TDM LoRA, whose base is Dreamshaper-7)."""
+    if table_id == "table1":
+        return list(RECIPES.values())
+    base = TABLE2_BASES[variant]
+    teacher = get_recipe(f"sd15-teacher-25@{base}")
+    return [r for r in [*table2_recipes(), teacher, RECIPES["tdm-dreamshaper-lora"]] if r.base == BASES[base]]
+
+
+def _recipe_row(table_id: str, rec: dict) -> Row:
+    """A published row and its recipe: the first (the main release, not its LoRA twin) whose paper
+    label, pipeline and step count match; Table 2's base rows ("Realistic" at 25 steps) are the
+    teacher on that base."""
+    method, variant, steps = rec["method"], rec["variant"], int(rec["steps"])
+    label = "Base Model" if method == variant else SPELLING.get(method, method)
+    for recipe in _candidates(table_id, variant):
+        if (recipe.method, recipe.pipeline, recipe.steps) == (label, PIPELINE_OF[rec["backbone"]], steps):
+            return Row(method, RecipeCell(recipe.name), method, variant, rec["backbone"])
+    needs = NEEDS_TRAINING.get((method, rec["backbone"], variant), "a recipe in baselines/recipes.py")
+    return Row(method, None, method, variant, rec["backbone"], steps, needs)
+
+
+def _recipe_table(table_id: str) -> tuple[Row, ...]:
+    return tuple(_recipe_row(table_id, rec) for rec in _published_rows(table_id))
+
+
+RECIPE_PAPER_LABEL = "HPSv2.1 (average of the four categories) on each row's backbone"
+RECIPE_NEEDS = "real metrics (HPSv2.1, aesthetic, CLIP score), the checkpoints' weights, real-size training " \
+               "runs for this paper's rows, and a GPU"
+
 TABLES: dict[str, Table] = {t.id: t for t in [
+    # Tables 1-2 run on tiny-sd15's metrics until real ones exist: plumbing, not the paper's comparison.
     Table("table1", "SD-v1.5 / SDXL / PixArt-alpha: HPSv2.1, aesthetic, CLIP score against the baselines",
-          kind="published", needs="real teacher weights, the baselines' weights, HPSv2.1 and a GPU"),
+          _recipe_table("table1"), ("tiny-sd15",), needs=RECIPE_NEEDS, paper_metric="hps_average",
+          paper_label=RECIPE_PAPER_LABEL),
     Table("table2", "HPSv2.1 of distilled community models (Realistic, DreamShaper, ...)",
-          kind="published", needs="the community checkpoints, HPSv2.1 and a GPU"),
+          _recipe_table("table2"), ("tiny-sd15",), needs=RECIPE_NEEDS, paper_metric="hps_average",
+          paper_label=RECIPE_PAPER_LABEL),
     Table("table3", "Training cost", kind="cost", cost_of=("table5", "table6", "table7", "table8"),
           worlds=SMALL_WORLDS, needs="real-size runs for the paper's rows (SDXL, PixArt-alpha)"),
     Table("table4", "CogVideoX-2B on VBench", kind="published",

@@ -95,11 +95,17 @@ def test_force_recomputes(table7, tmp_path):
     assert path.stat().st_mtime_ns != stamp
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     cases = [
         (["table9"], "unknown table 'table9'"),
         (["table5", "--world", "mnist"], "unknown world 'mnist'"),
-        (["table1"], "table1 cannot run yet"),
+        (["table4"], "table4 cannot run yet"),
+        (["table1", "--world", "gmm"], "table1 cannot run on world 'gmm'"),
+        (["table1", "--results-dir", str(tmp_path / "r")], "no cell of table1 can run"),
+        (["table1", "--weights-root", str(tmp_path / "nowhere")], "is not a folder"),
         (["table5", "--device", "cuda"], "sees no CUDA GPU"),
         (["table3", "--results-dir", str(tmp_path / "empty")], "run those tables first"),
     ]

@@ -107,3 +107,14 @@ def is_main_launch_process() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> tuple[int, ...]:
+    """"0,1,2" as seeds: non-negative integers, at least one; a bad list is a UserError."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip() != "")
+    except ValueError:
+        raise UserError(f"{option} expects comma-separated integers, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"{option} expects non-negative integers, got {text!r}")
+    return seeds
