@@ -104,7 +104,8 @@ class DiffusersSampler:
                 return self._assemble(cls, folder)
             extra = ({"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
                      if self.recipe.pipeline == "sd15" else {})
-            return cls.from_pretrained(str(folder), dtype=self.dtype, local_files_only=True, **extra)
+            return cls.from_pretrained(str(folder), dtype=self.dtype, local_files_only=True,
+                                       variant=self.recipe.base_variant, **extra)
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"{self.recipe.name}: cannot load the base pipeline {folder}: {err}") from None
 

@@ -48,6 +48,7 @@ class SamplerRecipe:
     method: str                  # the paper's row label, e.g. "DMD2"
     pipeline: str                # which stock pipeline runs it: see PIPELINES
     base: str                    # Hugging Face id of the base pipeline (or a project-trained export, "project/<name>")
+    base_variant: str | None = None  # diffusers weight variant of the base's files, e.g. PeRFlow-SDXL's "v0-fix"
     weights: tuple[Weights, ...] = ()
     scheduler: str = "DPMSolverMultistepScheduler"      # diffusers class, or one in baselines/schedulers.py
     scheduler_config: tuple[tuple[str, object], ...] = ()  # from_config overrides on the base's scheduler config

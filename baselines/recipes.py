@@ -34,6 +34,16 @@ def _lora(repo: str, file: str, scale: float = 1.0, **kw) -> tuple[Weights, ...]
     return (Weights("lora", repo, file, scale=scale, **kw),)
 
 
+def _hyper_sd_lora(pipeline: str, steps: int) -> SamplerRecipe:
+    """Hyper-SD's N-step LoRA (N = 2, 4, 8): DDIM with trailing timesteps, no CFG, fused at scale 1."""
+    prefix, size = ("Hyper-SD15", 512) if pipeline == "sd15" else ("Hyper-SDXL", 1024)
+    return SamplerRecipe(
+        f"hyper-{pipeline}-{steps}step", "Hyper-SD", pipeline, SD15 if pipeline == "sd15" else SDXL,
+        weights=_lora("ByteDance/Hyper-SD", f"{prefix}-{steps}steps-lora.safetensors"),
+        scheduler="DDIMScheduler", scheduler_config=TRAILING, steps=steps, guidance=0.0, height=size, width=size,
+        source="huggingface.co/ByteDance/Hyper-SD model card", notes="eta not passed by the card (0)")
+
+
 def _perflow_sd15(steps: int) -> SamplerRecipe:
     """PeRFlow's SD-1.5 delta weights sampled with one Euler step per time window."""
     return SamplerRecipe(
@@ -73,16 +83,20 @@ RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
                         "prompt; float32 as the README recommends; weights CC-BY-NC-4.0"),
     _perflow_sd15(2),
     _perflow_sd15(4),
+    _perflow_sd15(1),
+    SamplerRecipe("perflow-sd15-dreamshaper", "PeRFlow", "sd15", "hansyan/perflow-sd15-dreamshaper",
+                  scheduler="PeRFlowScheduler",
+                  scheduler_config=(("prediction_type", "diff_eps"), ("num_time_windows", 4)),
+                  steps=4, guidance=4.5, guidance_mode="cfg",
+                  source="magic-research/piecewise-rectified-flow (hansyan): README.md (merged DreamShaper-8 pipeline)",
+                  notes="the delta weights already merged into DreamShaper-8; not a paper row"),
     SamplerRecipe("hyper-sd15-1step", "Hyper-SD", "sd15", SD15,
                   weights=_lora("ByteDance/Hyper-SD", "Hyper-SD15-1step-lora.safetensors"),
                   scheduler="TCDScheduler", steps=1, guidance=0.0, eta=1.0,
                   source="huggingface.co/ByteDance/Hyper-SD model card (unified 1-step LoRA with TCD)",
                   notes="at 1 step TCD adds no noise, so eta does not change the image; the LoRA file's key "
                         "format (diffusers or kohya) is not confirmed"),
-    SamplerRecipe("hyper-sd15-4step", "Hyper-SD", "sd15", SD15,
-                  weights=_lora("ByteDance/Hyper-SD", "Hyper-SD15-4steps-lora.safetensors"),
-                  scheduler="DDIMScheduler", scheduler_config=TRAILING, steps=4, guidance=0.0,
-                  source="huggingface.co/ByteDance/Hyper-SD model card", notes="eta not passed by the card (0)"),
+    *(_hyper_sd_lora("sd15", n) for n in (4, 2, 8)),
     SamplerRecipe("lcm-dreamshaper-v7", "LCM-dreamshaper", "sd15", "SimianLuo/LCM_Dreamshaper_v7",
                   scheduler="LCMScheduler", steps=4, guidance=8.0, guidance_mode="embedded",
                   source="huggingface.co/SimianLuo/LCM_Dreamshaper_v7; luosiallen/latent-consistency-model README",
@@ -145,10 +159,14 @@ RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
                   scheduler_config=(("timestep_spacing", "trailing"), ("prediction_type", "sample")),
                   steps=1, guidance=0.0, height=1024, width=1024,
                   source="huggingface.co/ByteDance/SDXL-Lightning model card (1-step x0 UNet)"),
-    SamplerRecipe("hyper-sdxl-4step", "Hyper-SD", "sdxl", SDXL,
-                  weights=_lora("ByteDance/Hyper-SD", "Hyper-SDXL-4steps-lora.safetensors"),
-                  scheduler="DDIMScheduler", scheduler_config=TRAILING, steps=4, guidance=0.0,
-                  height=1024, width=1024, source="huggingface.co/ByteDance/Hyper-SD model card"),
+    *(_hyper_sd_lora("sdxl", n) for n in (4, 2, 8)),
+    SamplerRecipe("perflow-sdxl-dreamshaper", "PeRFlow", "sdxl", "hansyan/perflow-sdxl-dreamshaper",
+                  base_variant="v0-fix", scheduler="PeRFlowScheduler",
+                  scheduler_config=(("prediction_type", "ddim_eps"), ("num_time_windows", 4)),
+                  steps=4, guidance=2.0, guidance_mode="cfg", height=1024, width=1024,
+                  source="magic-research/piecewise-rectified-flow (hansyan): README.md (SDXL, variant v0-fix)",
+                  notes="the README's SDXL demo uses 6 steps at CFG 2.0; 4 steps (one per window) here; not a "
+                        "paper row"),
     SamplerRecipe("hyper-sdxl-1step", "Hyper-SD", "sdxl", SDXL,
                   weights=_lora("ByteDance/Hyper-SD", "Hyper-SDXL-1step-lora.safetensors"),
                   scheduler="TCDScheduler", steps=1, guidance=0.0, eta=1.0, height=1024, width=1024,

@@ -118,6 +118,9 @@ def _write_base(recipe: SamplerRecipe, target: Path, cache: Path) -> None:
         config = UNet2DConditionModel.load_config(target / "unet")
         torch.manual_seed(1)
         UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": LCM_W_EMBEDDING}).save_pretrained(target / "unet")
+    if recipe.base_variant:  # weights saved as a diffusers variant: <name>.<variant>.safetensors
+        for f in list(target.glob("*/*.safetensors")):
+            f.rename(f.with_name(f"{f.stem}.{recipe.base_variant}{f.suffix}"))
     if recipe.assemble:  # a model_index.json naming a class diffusers lacks, as InstaFlow's does
         index = json.loads((target / "model_index.json").read_text())
         (target / "model_index.json").write_text(json.dumps({**index, "_class_name": "RectifiedFlowPipeline"}))
