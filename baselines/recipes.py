@@ -44,6 +44,15 @@ def _hyper_sd_lora(pipeline: str, steps: int) -> SamplerRecipe:
         source="huggingface.co/ByteDance/Hyper-SD model card", notes="eta not passed by the card (0)")
 
 
+def _sdxl_unet_and_lora(name: str, method: str, repo: str, unet_file: str, lora_file: str,
+                        **sampling) -> list[SamplerRecipe]:
+    """A release that ships its distilled SDXL UNet and the same as a LoRA: one recipe each
+    (`name`, `name-lora`), sampled alike at 1024 px without guidance."""
+    common = dict(guidance=0.0, height=1024, width=1024, **sampling)
+    return [SamplerRecipe(name, method, "sdxl", SDXL, weights=(Weights("unet", repo, unet_file),), **common),
+            SamplerRecipe(f"{name}-lora", method, "sdxl", SDXL, weights=_lora(repo, lora_file), **common)]
+
+
 def _perflow_sd15(steps: int) -> SamplerRecipe:
     """PeRFlow's SD-1.5 delta weights sampled with one Euler step per time window."""
     return SamplerRecipe(
@@ -145,14 +154,10 @@ RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
                   height=512, width=512,
                   source="huggingface.co/stabilityai/sdxl-turbo (scheduler_config.json, card); TDM Table 1",
                   notes="stochastic sampler: images depend on the per-seed generators"),
-    SamplerRecipe("sdxl-lightning-4step", "SDXL-Lightning", "sdxl", SDXL,
-                  weights=(Weights("unet", "ByteDance/SDXL-Lightning", "sdxl_lightning_4step_unet.safetensors"),),
-                  scheduler="EulerDiscreteScheduler", scheduler_config=TRAILING, steps=4, guidance=0.0,
-                  height=1024, width=1024, source="huggingface.co/ByteDance/SDXL-Lightning model card"),
-    SamplerRecipe("sdxl-lightning-4step-lora", "SDXL-Lightning", "sdxl", SDXL,
-                  weights=_lora("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors"),
-                  scheduler="EulerDiscreteScheduler", scheduler_config=TRAILING, steps=4, guidance=0.0,
-                  height=1024, width=1024, source="huggingface.co/ByteDance/SDXL-Lightning model card"),
+    *_sdxl_unet_and_lora("sdxl-lightning-4step", "SDXL-Lightning", "ByteDance/SDXL-Lightning",
+                         "sdxl_lightning_4step_unet.safetensors", "sdxl_lightning_4step_lora.safetensors",
+                         scheduler="EulerDiscreteScheduler", scheduler_config=TRAILING, steps=4,
+                         source="huggingface.co/ByteDance/SDXL-Lightning model card"),
     SamplerRecipe("sdxl-lightning-1step", "SDXL-Lightning", "sdxl", SDXL,
                   weights=(Weights("unet", "ByteDance/SDXL-Lightning", "sdxl_lightning_1step_unet_x0.safetensors"),),
                   scheduler="EulerDiscreteScheduler",
@@ -175,14 +180,10 @@ RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
                   weights=(Weights("unet", "ByteDance/Hyper-SD", "Hyper-SDXL-1step-Unet.safetensors"),),
                   scheduler="LCMScheduler", timesteps=(800,), steps=1, guidance=0.0, height=1024, width=1024,
                   source="huggingface.co/ByteDance/Hyper-SD model card ('set start timesteps to 800')"),
-    SamplerRecipe("dmd2-sdxl-4step", "DMD2", "sdxl", SDXL,
-                  weights=(Weights("unet", "tianweiy/DMD2", "dmd2_sdxl_4step_unet_fp16.bin"),),
-                  scheduler="LCMScheduler", timesteps=FOUR_STEP_TIMESTEPS, steps=4, guidance=0.0,
-                  height=1024, width=1024, source="tianweiy/DMD2 README.md (4-step UNet)"),
-    SamplerRecipe("dmd2-sdxl-4step-lora", "DMD2", "sdxl", SDXL,
-                  weights=_lora("tianweiy/DMD2", "dmd2_sdxl_4step_lora_fp16.safetensors"),
-                  scheduler="LCMScheduler", timesteps=FOUR_STEP_TIMESTEPS, steps=4, guidance=0.0,
-                  height=1024, width=1024, source="tianweiy/DMD2 README.md (4-step LoRA, fuse_lora(lora_scale=1.0))"),
+    *_sdxl_unet_and_lora("dmd2-sdxl-4step", "DMD2", "tianweiy/DMD2", "dmd2_sdxl_4step_unet_fp16.bin",
+                         "dmd2_sdxl_4step_lora_fp16.safetensors", scheduler="LCMScheduler",
+                         timesteps=FOUR_STEP_TIMESTEPS, steps=4,
+                         source="tianweiy/DMD2 README.md (4-step UNet; LoRA with fuse_lora(lora_scale=1.0))"),
     SamplerRecipe("dmd2-sdxl-1step", "DMD2", "sdxl", SDXL,
                   weights=(Weights("unet", "tianweiy/DMD2", "dmd2_sdxl_1step_unet_fp16.bin"),),
                   scheduler="LCMScheduler", timesteps=(399,), steps=1, guidance=0.0, height=1024, width=1024,
