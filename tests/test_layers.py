@@ -2,29 +2,19 @@
 never import `harness`, and `methods.common` imports no method. Every import counts, also those
 inside functions.
 
-KNOWN holds the edges that still break the rule: the small worlds live under harness/worlds, and
-training reaches them by name (`teacher=tiny-sd15`, `prompts=tiny-sd15`, `backbone=gmm`), as do
-the random test pipelines (they borrow tiny-sd15's tokenizer). The list may only shrink: a new
-edge fails the test, and so does a listed one that has gone (delete it from the list).
+The small worlds live under harness/worlds; training and the random test pipelines reach them
+by name through entry points (methods/common/worlds.py), never by import.
 """
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-KNOWN = {
-    ("methods/common/random_pipelines.py", "harness.worlds.tiny_sd15.judge"),
-    ("methods/common/random_pipelines.py", "harness.worlds.tiny_sd15.grammar"),
-    ("methods/common/random_pipelines.py", "harness.worlds.tiny_sd15.models"),
-    ("methods/tdm/pipeline_backbone.py", "harness.worlds.tiny_sd15.judge"),
-    ("methods/tdm/pipeline_backbone.py", "harness.worlds.tiny_sd15.dataset"),
-    ("methods/tdm/backbones.py", "harness.worlds.gmm"),
-}
 
 
 def imports(path: Path) -> set[str]:
     """Every module `path` imports, at any depth of the file, relative imports made absolute."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1]) if path.is_relative_to(ROOT) else ""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -52,12 +42,29 @@ def violations() -> set[tuple[str, str]]:
     return found
 
 
-def test_methods_and_baselines_do_not_import_the_harness_beyond_the_known_edges():
-    found = violations()
-    assert not found - KNOWN, f"new imports against the layering: {sorted(found - KNOWN)}"
-    assert not KNOWN - found, f"these edges are gone; delete them from KNOWN: {sorted(KNOWN - found)}"
+def test_methods_and_baselines_do_not_import_the_harness():
+    assert not violations(), f"imports against the layering: {sorted(violations())}"
+
+
+def test_the_worlds_are_found_by_name_through_entry_points():
+    from methods.common.errors import UserError
+    from methods.common.worlds import world
+
+    assert (world("tiny-sd15").PIPELINE / "model_index.json").is_file()
+    assert world("tiny-sd15").training_prompts(0, 3) == world("tiny-sd15").training_prompts(0, 3)
+    assert len(set(world("tiny-sd15").training_prompts(0, 3))) == 3
+    assert world("gmm").GaussianMixture.default().classes >= 2
+    try:
+        world("tiny-sd16")
+    except UserError as err:
+        assert "no world 'tiny-sd16'" in str(err) and "gmm" in str(err)
+    else:
+        raise AssertionError("an unknown world must be a UserError")
 
 
 def test_the_import_walk_sees_imports_inside_functions(tmp_path):
-    assert "harness.worlds.gmm" in imports(ROOT / "methods" / "tdm" / "backbones.py")  # a function-level import
+    assert "methods.common.worlds" in imports(ROOT / "methods" / "tdm" / "backbones.py")
+    inner = tmp_path / "inner.py"
+    inner.write_text("def f():\n    from harness.worlds import gmm\n")
+    assert "harness.worlds" in imports(inner)  # a function-level import
     assert "methods.common.provenance" in imports(ROOT / "methods" / "tdm" / "bench.py")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .worlds import world
+
 SD15_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, cross_attention_dim=768,
     block_out_channels=(320, 640, 1280, 1280), attention_head_dim=8, norm_num_groups=32,
@@ -83,9 +85,8 @@ def _clip_tokenizer(**changes):
     """The tiny-sd15 world's CLIP tokenizer, stretched to CLIP's 77 tokens."""
     from transformers import CLIPTokenizerFast
 
-    from harness.worlds.tiny_sd15.judge import PIPELINE
-
-    return CLIPTokenizerFast.from_pretrained(str(PIPELINE / "tokenizer"), model_max_length=77, **changes)
+    return CLIPTokenizerFast.from_pretrained(str(world("tiny-sd15").PIPELINE / "tokenizer"), model_max_length=77,
+                                             **changes)
 
 
 def _clip_text(config: dict, tokenizer, projection: bool = False):
@@ -103,10 +104,8 @@ def small_t5_tokenizer():
     words as whole pieces, every printable ASCII character as a fallback, and T5's 100 sentinels."""
     from transformers import T5Tokenizer
 
-    from harness.worlds.tiny_sd15.grammar import vocabulary_words
-
     pieces = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "\u2581": -2.0}
-    for word in vocabulary_words():
+    for word in world("tiny-sd15").vocabulary():
         pieces.setdefault("\u2581" + word, -1.0)
     for char in string.ascii_letters + string.digits + string.punctuation:
         pieces.setdefault("\u2581" + char, -5.0)
@@ -119,13 +118,11 @@ def random_sd15_pipeline(out: str | Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from harness.worlds.tiny_sd15.models import make_scheduler
-
     torch.manual_seed(seed)
     with _build_device():
         pipe = StableDiffusionPipeline(
             vae=AutoencoderKL(**SD15_VAE), text_encoder=CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
-            tokenizer=_clip_tokenizer(), unet=UNet2DConditionModel(**SD15_UNET), scheduler=make_scheduler(),
+            tokenizer=_clip_tokenizer(), unet=UNet2DConditionModel(**SD15_UNET), scheduler=world("tiny-sd15").scheduler(),
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(out))
     return Path(out)

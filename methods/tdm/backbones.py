@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from methods.common.errors import UserError
+from methods.common.worlds import world
 
 from .backbones_pixart import PixArtBackbone
 from .backbones_sdxl import SDXLBackbone
@@ -62,12 +63,11 @@ class GMMBackbone:
     """The gmm world: exact teacher, residual-MLP student and fake score, class labels as prompts."""
 
     def __init__(self, config: TrainConfig, device: torch.device, weight_dtype: torch.dtype):
-        from harness.worlds.gmm import ExactDenoiser, GaussianMixture, ResidualStudent, sd15_schedule
-
+        gmm = world("gmm")
         self.config, self.device = config, device
-        self.mixture = GaussianMixture.default()
-        schedule = sd15_schedule()
-        teacher = self.teacher = ExactDenoiser(self.mixture, schedule)
+        self.mixture = gmm.GaussianMixture.default()
+        schedule = gmm.sd15_schedule()
+        teacher = self.teacher = gmm.ExactDenoiser(self.mixture, schedule)
         torch.manual_seed(config.seed)
         self.modules = {"student": self.trainable_copy(device), "fake_score": self.trainable_copy(device)}
         self.roles = Roles(ModuleDenoiser(self.modules["student"]), ModuleDenoiser(self.modules["fake_score"]),
@@ -76,9 +76,7 @@ class GMMBackbone:
 
     def trainable_copy(self, device):
         """A fresh residual MLP of the student's architecture (random init from torch's global RNG)."""
-        from harness.worlds.gmm import ResidualStudent
-
-        return ResidualStudent(self.teacher, self.mixture.classes).to(device)
+        return world("gmm").ResidualStudent(self.teacher, self.mixture.classes).to(device)
 
     def host_batch(self, rng: BatchRandom, step: int) -> dict:
         labels = rng.randint(self.mixture.classes)

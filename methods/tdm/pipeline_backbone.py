@@ -19,6 +19,7 @@ from methods.common.adapters import UNetAdapter
 from methods.common.errors import UserError
 from methods.common.pipeline_io import SD_COMPONENTS, check_pipeline_folder
 from methods.common.schedule import NoiseSchedule
+from methods.common.worlds import world
 
 from .config import TrainConfig
 from .randomness import BatchRandom
@@ -31,9 +32,7 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections: UN
 def resolve_teacher(name: str, components=SD_COMPONENTS) -> Path:
     """A local pipeline folder for `name`: a folder, "tiny-sd15", or a Hugging Face id already cached."""
     if name == "tiny-sd15":
-        from harness.worlds.tiny_sd15.judge import PIPELINE
-
-        return check_pipeline_folder(PIPELINE, components)
+        return check_pipeline_folder(world("tiny-sd15").PIPELINE, components)
     if not name:
         raise UserError("no teacher given: set teacher=<pipeline folder or Hugging Face id>")
     if Path(name).exists():
@@ -266,10 +265,8 @@ def prompt_source(config: TrainConfig):
     import numpy as np
 
     if config.prompts == "tiny-sd15":
-        from harness.worlds.tiny_sd15.dataset import sample_scenes
-
-        return lambda seed, step, n: np.array([s.caption for s in sample_scenes(seed * 1_000_003 + step, n)],
-                                               dtype=object)
+        captions = world("tiny-sd15").training_prompts
+        return lambda seed, step, n: np.array(captions(seed * 1_000_003 + step, n), dtype=object)
     path = Path(config.prompts)
     if not config.prompts or not path.is_file():
         raise UserError(f"prompts={config.prompts!r}: expected 'tiny-sd15' or a text file with one prompt per line")
