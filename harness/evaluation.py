@@ -11,10 +11,11 @@ about the checkpoints (METRICS_NOTE).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -29,6 +30,15 @@ from .scales import Scale
 from .tables import Cell
 
 LOWER, HIGHER = "lower", "higher"
+
+
+@functools.cache
+def folder_digest(folder: Path) -> str:
+    """sha256 over a folder's files (names and bytes), in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return "sha256:" + digest.hexdigest()
 METRICS_NOTE = ("scored with the tiny-sd15 world's metrics; real metrics: HPSv2.1 etc. not yet implemented "
                 "(plumbing, not a measure of the checkpoints)")
 
@@ -57,6 +67,11 @@ class TinySD15Evaluator:
     @property
     def n_samples(self) -> int:
         return self.config.n_prompts + self.config.coverage_prompts * self.config.coverage_samples
+
+    def fingerprint_config(self) -> dict:
+        """The evaluation config as result fingerprints see it: the classifier by the sha256 of its
+        files, not by this checkout's path to them."""
+        return {**asdict(self.config), "classifier": folder_digest(Path(self.config.classifier))}
 
     @cached_property
     def judge(self):
@@ -204,6 +219,9 @@ class GMMEvaluator:
 
     def recipe_sampler(self, recipe: SamplerRecipe, weights_root: Path | None):
         return self.recipe_for_world(recipe)
+
+    def fingerprint_config(self) -> dict:
+        return asdict(self.config)
 
     def score(self, sampler) -> dict:
         return self.judge.score(sampler)

@@ -154,15 +154,11 @@ class Runner:
 
     def fingerprint(self, job: Job) -> str:
         """Everything that fixes the cell's numbers: training config and cell, or the recipe as
-        sampled; the evaluation config. (The trained cells' list is what it always was, so the
-        committed results stay valid.)"""
+        sampled; the evaluation config, with files named by their content rather than their place
+        (a result is valid in any checkout). scripts/refingerprint_results.py moved the records
+        made before that to this key."""
         evaluator = self.evaluator(job)
-        if job.cell.trained:
-            what = [asdict(job.train_config(Path("<results>"))), asdict(job.cell)]
-        else:
-            what = [evaluator.recipe_for_world(job.cell.sampler_recipe).describe()]
-        blob = json.dumps([job.world, job.scale.name, *what, asdict(evaluator.config)], sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return fingerprint_of(job, evaluator, evaluator.fingerprint_config())
 
     def status(self, job: Job) -> str:
         """What running the job would do: "finished", "copy of <other result>", "stale" (its file
@@ -232,6 +228,15 @@ class Runner:
                 "num_processes")
         return {"config": asdict(config), **{k: summary.get(k) for k in keep},
                 "final_losses": _final_losses(run_dir)}
+
+
+def fingerprint_of(job: Job, evaluator, eval_config: dict) -> str:
+    if job.cell.trained:
+        what = [asdict(job.train_config(Path("<results>"))), asdict(job.cell)]
+    else:
+        what = [evaluator.recipe_for_world(job.cell.sampler_recipe).describe()]
+    blob = json.dumps([job.world, job.scale.name, *what, eval_config], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _recipe_facts(job: Job, sampler) -> dict:
