@@ -34,7 +34,7 @@ LOWER, HIGHER = "lower", "higher"
 
 @functools.cache
 def folder_digest(folder: Path) -> str:
-    """sha256 over a folder's files (names and bytes), in name order."""
+    """sha256 over a folder's files (names and bytes), in name order; computed once per process."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())

@@ -120,3 +120,24 @@ def test_a_score_reports_its_parts_and_the_same_metrics_as_the_judge(tmp_path):
     evaluator.score(RealImages())
     later = evaluator.take_parts()
     assert later["judge_from"] == later["reference_from"] == "memory" and later["reference_seconds"] == 0
+
+
+def test_the_fingerprint_names_the_classifier_by_content_not_by_place(tmp_path):
+    """A result made in one checkout is valid in another: moving the classifier's files leaves the
+    evaluation's fingerprint config as it was; changing one byte of them does not."""
+    import shutil
+
+    from harness.worlds.tiny_sd15.judge import CLASSIFIER
+
+    here = TinySD15Evaluator(TINY_SCALE, "cpu", tmp_path / "cache")
+    moved = shutil.copytree(CLASSIFIER, tmp_path / "elsewhere" / "classifier")
+    there = TinySD15Evaluator(TINY_SCALE, "cpu", tmp_path / "cache")
+    there.config = replace(there.config, classifier=str(moved))
+    assert there.config.classifier != here.config.classifier
+    assert there.fingerprint_config() == here.fingerprint_config()
+    config = moved / "config.json"
+    config.write_text(config.read_text() + " ")
+    changed = TinySD15Evaluator(TINY_SCALE, "cpu", tmp_path / "cache")
+    changed.config = replace(changed.config, classifier=str(tmp_path / "elsewhere" / "classifier2"))
+    shutil.copytree(moved, changed.config.classifier)
+    assert changed.fingerprint_config() != here.fingerprint_config()
