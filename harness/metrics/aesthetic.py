@@ -1,0 +1,96 @@
+"""Aesthetic score (AeS): the LAION improved aesthetic predictor.
+
+score = MLP(e / ||e||), e the 768-d OpenAI CLIP ViT-L/14 image embedding. The MLP is
+768 -> 1024 -> 128 -> 64 -> 16 -> 1 with dropout between the first layers and no activations
+(upstream's ReLUs are commented out), so in eval mode it is one affine map of the unit
+embedding. Its weights are `sac+logos+ava1-l14-linearMSE.pth` from
+christophschuhmann/improved-aesthetic-predictor; CLIP is transformers'
+`CLIPVisionModelWithProjection`, whose `image_embeds` is CLIP's `encode_image`, with its image
+processor (short side to 224 bicubic, centre crop, CLIP normalisation). Both are read from local
+files only; a missing one is a UserError naming it.
+
+    scorer = AestheticScorer.load(head="weights/sac+logos+ava1-l14-linearMSE.pth",
+                                  clip="openai/clip-vit-large-patch14", device="cuda")
+    scores = scorer.score(images)   # uint8 (n, H, W, 3) -> float (n,)
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from methods.common.errors import UserError
+
+HEAD_FILE = "sac+logos+ava1-l14-linearMSE.pth"
+HEAD_SHA256 = "21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0"
+CLIP_MODEL = "openai/clip-vit-large-patch14"
+EMBEDDING_DIM = 768
+
+
+class AestheticHead(nn.Module):
+    """The predictor's MLP; its state dict keys are upstream's (`layers.{0,2,4,6,7}`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(EMBEDDING_DIM, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
+            nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(n, 768) embeddings, normalised here (a zero vector stays zero) -> (n,) scores."""
+        norm = embedding.norm(dim=-1, keepdim=True)
+        unit = embedding / torch.where(norm > 0, norm, torch.ones_like(norm))
+        return self.layers(unit).squeeze(-1)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AestheticHead":
+        path = Path(path)
+        if path.is_dir():
+            path = path / HEAD_FILE
+        if not path.is_file():
+            raise UserError(f"aesthetic head {path} not found: download {HEAD_FILE} from the repository "
+                            "christophschuhmann/improved-aesthetic-predictor and pass its path")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != HEAD_SHA256:
+            raise UserError(f"{path} has sha256 {digest[:12]}..., not the LAION head's {HEAD_SHA256[:12]}...")
+        head = cls()
+        head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return head.eval()
+
+
+class AestheticScorer:
+    def __init__(self, head: AestheticHead, vision, processor, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.head = head.to(self.device).eval()
+        self.vision = vision.to(self.device).eval()
+        self.processor = processor
+        if vision.config.projection_dim != EMBEDDING_DIM:
+            raise UserError(f"the aesthetic head reads {EMBEDDING_DIM}-d CLIP ViT-L/14 embeddings; this CLIP "
+                            f"projects to {vision.config.projection_dim}")
+
+    @classmethod
+    def load(cls, head: str | Path, clip: str | Path = CLIP_MODEL, device: str = "cpu") -> "AestheticScorer":
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+        head_module = AestheticHead.load(head)
+        try:
+            vision = CLIPVisionModelWithProjection.from_pretrained(str(clip), local_files_only=True)
+            processor = CLIPImageProcessor.from_pretrained(str(clip), local_files_only=True)
+        except OSError:
+            raise UserError(f"CLIP {clip} is neither a local folder nor in the Hugging Face cache; download "
+                            f"{CLIP_MODEL} on a connected machine and pass its folder") from None
+        return cls(head_module, vision, processor, device)
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (n, H, W, 3) -> (n, 768) CLIP image embeddings (unnormalised), in float32."""
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        return self.vision(pixel_values=pixels).image_embeds.float()
+
+    @torch.no_grad()
+    def score(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        out = [self.head(self.embed(images[i:i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
+        return torch.cat(out).double().numpy()
