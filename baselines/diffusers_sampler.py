@@ -126,7 +126,7 @@ class DiffusersSampler:
                    scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
     def _attach(self, w: Weights) -> None:
-        path = weight_files.locate(w.repo, weight_files._weights_path(w), self.root)
+        path = weight_files.locate(w.repo, weight_files.weights_path(w), self.root)
         record = {"attach": w.attach, "repo": w.repo, "path_in_repo": w.path_in_repo, "local_path": str(path)}
         if path.is_file():
             record["sha256"] = _sha256(path)

@@ -40,13 +40,14 @@ def locate(repo: str, path_in_repo: str | None, root: Path | None) -> Path | Non
     return _from_cache(repo, path_in_repo)
 
 
-def _weights_path(w: Weights) -> str | None:
+def weights_path(w: Weights) -> str | None:
+    """The file's path inside its repository, or None for a whole model folder at the root."""
     return "/".join(p for p in (w.subfolder, w.file) if p) or None
 
 
 def needed(recipe: SamplerRecipe) -> list[tuple[str, str | None]]:
     """(repository, path in it) for the base pipeline and every attached file."""
-    return [(recipe.base, None)] + [(w.repo, _weights_path(w)) for w in recipe.weights]
+    return [(recipe.base, None)] + [(w.repo, weights_path(w)) for w in recipe.weights]
 
 
 def missing(recipe: SamplerRecipe, root: Path | None) -> list[str]:
