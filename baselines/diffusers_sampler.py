@@ -15,7 +15,6 @@ every attached file.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import inspect
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from methods.common.errors import UserError
+from methods.common.errors import UserError, did_you_mean
 
 from . import weights as weight_files
 from .recipe import SamplerRecipe, Weights
@@ -51,8 +50,7 @@ def scheduler_class(name: str):
             return cls
     known = [n for n in dir(diffusers) if n.endswith("Scheduler")]
     known += [n for module in project for n in dir(module) if n.endswith("Scheduler")]
-    close = difflib.get_close_matches(name, known, n=1)
-    raise UserError(f"unknown scheduler {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    raise UserError(f"unknown scheduler {name!r}{did_you_mean(name, known)}")
 
 
 def _sha256(path: Path) -> str:

@@ -5,10 +5,9 @@
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
-from methods.common.errors import UserError
+from methods.common.errors import UserError, did_you_mean
 
 from .recipe import SamplerRecipe
 from .recipes import BASES, RECIPES
@@ -18,9 +17,7 @@ def get_recipe(name: str) -> SamplerRecipe:
     """A registered recipe; `NAME@BASE` puts it on a base of recipes.BASES (or any repository id)."""
     name, _, base = name.partition("@")
     if name not in RECIPES:
-        close = difflib.get_close_matches(name, RECIPES, n=2)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown sampler recipe {name!r}{hint} (python -m baselines list)")
+        raise UserError(f"unknown sampler recipe {name!r}{did_you_mean(name, RECIPES)} (python -m baselines list)")
     recipe = RECIPES[name]
     if base:
         if recipe.pipeline != "sd15":

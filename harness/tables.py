@@ -20,7 +20,6 @@ paper label, backbone and step count match it (`_recipe_row`), or else is such a
 from __future__ import annotations
 
 import csv
-import difflib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import ClassVar
 from baselines import RECIPES, get_recipe
 from baselines.recipe import SamplerRecipe
 from baselines.recipes import BASES, table2_recipes
-from methods.common.errors import UserError
+from methods.common.errors import UserError, did_you_mean
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "paper_tables" / "published"
 
@@ -260,17 +259,13 @@ TABLES: dict[str, Table] = {t.id: t for t in [
 
 def get_table(name: str) -> Table:
     if name not in TABLES:
-        close = difflib.get_close_matches(name, TABLES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UserError(f"unknown table {name!r}{hint} Known: {', '.join(TABLES)}")
+        raise UserError(f"unknown table {name!r}{did_you_mean(name, TABLES)} Known: {', '.join(TABLES)}")
     return TABLES[name]
 
 
 def check_world(table: Table, world: str) -> None:
     if world not in SMALL_WORLDS:
-        close = difflib.get_close_matches(world, SMALL_WORLDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UserError(f"unknown world {world!r}{hint} Known worlds: {', '.join(SMALL_WORLDS)}")
+        raise UserError(f"unknown world {world!r}{did_you_mean(world, SMALL_WORLDS)} Known worlds: {', '.join(SMALL_WORLDS)}")
     if world not in table.worlds:
         where = f"it runs on {', '.join(table.worlds)}" if table.worlds else f"it needs {table.needs}"
         raise UserError(f"{table.id} cannot run on world {world!r}: {where}")
