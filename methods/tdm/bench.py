@@ -213,4 +213,8 @@ def table(record: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .train import exit_launched
+
+    code = main()
+    exit_launched(code)  # a launched run ends without tearing down its process group (train.py)
+    sys.exit(code)

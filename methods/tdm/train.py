@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -159,8 +160,7 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
             if hasattr(role, "core"):  # diffusers networks; gmm's exact teacher has no layout
                 role.core.to(memory_format=torch.channels_last)
     if config.compile:
-        for role in (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher):
-            role.model = torch.compile(role.model)
+        _compile(backbone, config.compile_scope)
     # Rolling out only the rows that need each step saves student calls but lets shapes vary:
     # not under CUDA graphs (fixed shapes), compilation (a recompilation per shape) or FSDP
     # (every process must make the same calls).
@@ -168,6 +168,46 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
                and accelerator.distributed_type != DistributedType.FSDP)
     return StepOptions(rollout_rows=per_row, micro_batches=config.grad_accumulation,
                        keep_grads=execution == "cuda_graph")
+
+
+# The blocks that make up most of each backbone's compute, by class name (diffusers').
+COMPILED_BLOCKS = ("ResnetBlock2D", "BasicTransformerBlock", "Transformer2DModel")
+
+
+def _compile(backbone, scope: str) -> None:
+    """torch.compile the student, fake score and teacher, whole or block by block.
+
+    Block by block ("regional compilation"), each block class's forward is compiled once per
+    input shape and grad mode and shared by every instance in all three networks (parameters
+    are graph inputs), so compiling takes a fraction of the time of three whole networks. Each
+    network has a dozen or more block shapes: the recompilation limit is raised so that none
+    falls back to eager.
+    """
+    roles = (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher)
+    if scope == "networks":
+        for role in roles:
+            role.model = torch.compile(role.model)
+        return
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 1024)
+    compiled = 0
+    for role in roles:
+        for module in role.core.modules():
+            if type(module).__name__ in COMPILED_BLOCKS and not _inside_compiled(module, role.core):
+                module.compile(dynamic=False)
+                compiled += 1
+    if not compiled:
+        raise UserError(f"compile_scope=blocks found none of {', '.join(COMPILED_BLOCKS)} in the networks; "
+                        "use compile_scope=networks")
+
+
+def _inside_compiled(module, root) -> bool:
+    """Whether an enclosing module of `module` (below `root`) is itself one of the compiled blocks."""
+    for parent in root.modules():
+        if parent is not module and type(parent).__name__ in COMPILED_BLOCKS and \
+                any(child is module for child in parent.modules()):
+            return True
+    return False
 
 
 def _resume(accelerator, config: TrainConfig, optimisers: dict) -> int:
@@ -238,6 +278,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     _sync(accelerator)
     seconds = time.perf_counter() - timed_from if timed_from is not None and timed_steps else None
     accelerator.end_training()
+    if accelerator.num_processes > 1:
+        _UNTIL_EXIT.append(accelerator)  # see exit_launched
 
     summary = {
         "iterations": config.iterations, "resumed_from": start, "timed_iterations": timed_steps,
@@ -256,6 +298,22 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
                                for K in method.steps] if config.export else []
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+# Launched runs keep their accelerator (and with it DDP's reducers and the gloo process group
+# they hold) until `exit_launched` ends the process. Freeing a DDP reducer destroys the gloo
+# group, whose destructor joins its worker threads while holding the GIL; a worker still
+# releasing an all-reduce's tensors waits for the GIL, and the process hangs (seen on 2-core CI
+# machines after the run had written everything).
+_UNTIL_EXIT: list = []
+
+
+def exit_launched(code: int) -> None:
+    """End a launched process now, without tearing down its process group (see _UNTIL_EXIT)."""
+    if _UNTIL_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: StepOptions, execution: str):
@@ -403,4 +461,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    exit_launched(code)
+    sys.exit(code)
