@@ -171,3 +171,16 @@ def test_compile_compiles_the_networks(tmp_path, monkeypatch):
     _run("tiny-sd15-4step", tmp_path, iterations=3, batch_size=4, compile="true")
     torch._dynamo.reset()
     assert counter.frame_count >= 1
+
+
+def test_compile_by_blocks_compiles_each_block_shape_once_for_all_networks(tmp_path, monkeypatch):
+    """compile_scope=blocks: the UNets' resnet and transformer blocks reach dynamo; the three
+    networks share the compiled code, so frames stay few (one per block shape and grad mode)."""
+    from torch._dynamo.testing import CompileCounter
+
+    counter, real = CompileCounter(), torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: real(module, backend=counter))
+    torch._dynamo.reset()
+    _run("tiny-sd15-4step", tmp_path, iterations=3, batch_size=4, compile="true", compile_scope="blocks")
+    torch._dynamo.reset()
+    assert 1 <= counter.frame_count <= 60

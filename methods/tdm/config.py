@@ -116,6 +116,7 @@ def _check_choice(name: str, value, choices) -> None:
 BACKBONES = ("sd15", "sdxl", "pixart", "gmm")
 EXECUTIONS = ("eager", "cuda_graph")
 ROLLOUTS = ("auto", "every_row")
+COMPILE_SCOPES = ("networks", "blocks")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
@@ -147,6 +148,8 @@ class TrainConfig:
                                          # need each step (fewer calls, varying shapes); "every_row":
                                          # fixed shapes, as graphs and compiled networks always do
     compile: bool = False                # torch.compile the three networks (inductor's default mode)
+    compile_scope: str = "networks"      # "networks": each whole network; "blocks": only the repeated blocks
+                                         # (resnets, transformer blocks), compiled once for all three networks
     grad_accumulation: int = 1           # micro-batches per update: the same update in less memory
     gradient_checkpointing: bool = False # recompute the trained networks' activations in backward
     channels_last: bool = False          # UNets in channels-last memory layout (faster bf16 convolutions)
@@ -159,6 +162,7 @@ class TrainConfig:
         _check_choice("tracker", self.tracker, ("tensorboard", "none"))
         _check_choice("execution", self.execution, EXECUTIONS)
         _check_choice("rollout", self.rollout, ROLLOUTS)
+        _check_choice("compile_scope", self.compile_scope, COMPILE_SCOPES)
         if self.grad_accumulation < 1 or self.method.batch_size % self.grad_accumulation:
             raise ValueError(f"grad_accumulation must be a positive divisor of batch_size={self.method.batch_size}, "
                              f"got {self.grad_accumulation}")
