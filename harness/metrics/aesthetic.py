@@ -62,8 +62,10 @@ class AestheticHead(nn.Module):
 
 
 class AestheticScorer:
-    def __init__(self, head: AestheticHead, vision, processor, device: str = "cpu"):
+    def __init__(self, head: AestheticHead, vision, processor, device: str = "cpu", head_path: str | None = None,
+                 clip_name: str = CLIP_MODEL):
         self.device = torch.device(device)
+        self.head_path, self.clip_name = head_path, clip_name
         self.head = head.to(self.device).eval()
         self.vision = vision.to(self.device).eval()
         self.processor = processor
@@ -82,7 +84,7 @@ class AestheticScorer:
         except OSError:
             raise UserError(f"CLIP {clip} is neither a local folder nor in the Hugging Face cache; download "
                             f"{CLIP_MODEL} on a connected machine and pass its folder") from None
-        return cls(head_module, vision, processor, device)
+        return cls(head_module, vision, processor, device, head_path=str(head), clip_name=str(clip))
 
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> torch.Tensor:
@@ -91,6 +93,54 @@ class AestheticScorer:
         return self.vision(pixel_values=pixels).image_embeds.float()
 
     @torch.no_grad()
-    def score(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    def score(self, images: np.ndarray, prompts: list[str] | None = None, batch_size: int = 32) -> np.ndarray:
+        """uint8 (n, H, W, 3) -> (n,) scores; the prompts are not read (the registry passes them to every scorer)."""
         out = [self.head(self.embed(images[i:i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
         return torch.cat(out).double().numpy()
+
+    def describe(self) -> dict:
+        return {"metric": "aes", "scale": "LAION improved aesthetic predictor (MLP on unit CLIP embeddings)",
+                "head": str(self.head_path) if self.head_path else None, "head_sha256": HEAD_SHA256,
+                "clip": self.clip_name, "preprocessing": describe_processor(self.processor),
+                "precision": "float32", "device": str(self.device)}
+
+
+def load(weights_root: Path | None, device: str = "cpu", head: str | None = None,
+         clip: str | None = None) -> AestheticScorer:
+    """The registry's loader: the head and CLIP from explicit paths, else from `weights_root` or the HF cache."""
+    from baselines.weights import locate
+
+    head = head or locate("christophschuhmann/improved-aesthetic-predictor", HEAD_FILE, weights_root)
+    if head is None:
+        raise UserError(f"no {HEAD_FILE} under {weights_root or 'the weights root'}/christophschuhmann/"
+                        "improved-aesthetic-predictor: copy it there from that GitHub repository (or pass head=PATH)")
+    return AestheticScorer.load(head, clip or clip_folder(weights_root), device)
+
+
+def clip_folder(weights_root: Path | None, repo: str = CLIP_MODEL) -> str:
+    """A CLIP model's local folder (under `weights_root` or in the HF cache); the repo id when neither has it,
+    so that from_pretrained's own error (turned into a UserError by the scorers) names it."""
+    from baselines.weights import locate
+
+    config = locate(repo, "config.json", weights_root)
+    return str(config.parent) if config is not None else repo
+
+
+def _plain(value):
+    """transformers' SizeDict (a dataclass) as a dict of its set fields; anything else as it is."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+    return value
+
+
+def describe_processor(processor) -> dict:
+    """How a transformers CLIP image processor prepares pixels, as recorded with every score. Its class
+    is part of it: transformers 5 resizes with torchvision where it is installed and with PIL where not
+    (CLIPImageProcessorPil), and the two differ slightly."""
+    keys = ("size", "crop_size", "resample", "do_center_crop", "do_resize", "image_mean", "image_std")
+    out = {k: getattr(processor, k, None) for k in keys}
+    out = {k: _plain(v) for k, v in out.items()}
+    out["resample"] = str(out["resample"])
+    return {"library": "transformers " + type(processor).__name__, **out}

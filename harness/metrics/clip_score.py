@@ -66,6 +66,23 @@ class ClipScorer:
         return torch.cat(out).numpy()
 
 
+    def describe(self) -> dict:
+        from .aesthetic import describe_processor
+
+        return {"metric": "clip", "scale": "100 x cosine, not clamped", "model": self.name,
+                "tokenisation": "truncated to the model's context, end-of-text token kept",
+                "preprocessing": describe_processor(self.processor.image_processor),
+                "precision": "float32", "device": str(self.device)}
+
+
+def load(weights_root: Path | None, device: str = "cpu", clip: str | None = None) -> ClipScorer:
+    """The registry's loader: `clip` a folder or repo id (default OpenAI ViT-L/14), found locally."""
+    from .aesthetic import clip_folder
+
+    return ClipScorer.load(clip if clip and Path(clip).is_dir() else clip_folder(weights_root, clip or CLIP_MODEL),
+                           device)
+
+
 def _projected(output) -> torch.Tensor:
     """The projected embedding: transformers 4 returns it, transformers 5 an output whose pooler holds it."""
     return (output if isinstance(output, torch.Tensor) else output.pooler_output).float()

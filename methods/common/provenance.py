@@ -53,9 +53,10 @@ def device_name(device: str | torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(device: str | torch.device) -> dict:
+def provenance(device: str | torch.device, packages: tuple[str, ...] = ()) -> dict:
+    """`packages`: distributions to record beside PACKAGES (None where not installed)."""
     versions = {}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *packages):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
