@@ -279,7 +279,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     seconds = time.perf_counter() - timed_from if timed_from is not None and timed_steps else None
     accelerator.end_training()
     if accelerator.num_processes > 1:
-        _UNTIL_EXIT.append(accelerator)  # see exit_launched
+        _UNTIL_EXIT.append(backbone)  # its roles hold the DDP wrappers (accelerate keeps only the modules); see exit_launched
 
     summary = {
         "iterations": config.iterations, "resumed_from": start, "timed_iterations": timed_steps,
@@ -300,8 +300,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     return summary
 
 
-# Launched runs keep their accelerator (and with it DDP's reducers and the gloo process group
-# they hold) until `exit_launched` ends the process. Freeing a DDP reducer destroys the gloo
+# Launched runs keep their backbone (whose roles hold the DDP wrappers, their reducers and the
+# gloo process group those hold) until `exit_launched` ends the process. Freeing a DDP reducer destroys the gloo
 # group, whose destructor joins its worker threads while holding the GIL; a worker still
 # releasing an all-reduce's tensors waits for the GIL, and the process hangs (seen on 2-core CI
 # machines after the run had written everything).
