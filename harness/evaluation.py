@@ -4,10 +4,11 @@ sampler, and a sampler into metrics.
 Each evaluator names its metrics with the direction that is better, so reports and ranking
 checks never guess. Everything is sampled through the sampler interface (baselines/base.py).
 
-A recipe (Tables 1-2) is scored on tiny-sd15 until real metrics exist: sampled at the world's
-image size with the world's prompts and seeds, and judged by the world's classifier, with
-fd_teacher against the tiny-sd15 teacher. That tests the plumbing; the numbers say nothing
-about the checkpoints (METRICS_NOTE).
+A recipe (Tables 1-2) on tiny-sd15 is sampled at the world's image size with the world's prompts
+and seeds, and judged by the world's classifier, with fd_teacher against the tiny-sd15 teacher:
+that tests the plumbing, and the numbers say nothing about the checkpoints (METRICS_NOTE). The
+"real" world (real_scale.py) scores recipes as the paper does: HPSv2.1, AeS, CLIP score and
+FID-to-teacher on the HPSv2 benchmark prompts.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from baselines.base import SamplerSpec
 from methods.common.cli import apply_overrides
 from methods.common.errors import UserError
 
+from .real_scale import RealScaleEvaluator
 from .scales import Scale
 from .tables import Cell
 
@@ -39,8 +41,8 @@ def folder_digest(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return "sha256:" + digest.hexdigest()
-METRICS_NOTE = ("scored with the tiny-sd15 world's metrics; real metrics: HPSv2.1 etc. not yet implemented "
-                "(plumbing, not a measure of the checkpoints)")
+METRICS_NOTE = ("scored with the tiny-sd15 world's metrics (plumbing, not a measure of the checkpoints; "
+                "--world real scores them with HPSv2.1, AeS, CLIP score and FID-to-teacher)")
 
 
 class TinySD15Evaluator:
@@ -54,8 +56,9 @@ class TinySD15Evaluator:
     world = "tiny-sd15"
     metrics = {"fd_teacher": LOWER, "alignment": HIGHER, "mode_coverage": HIGHER, "fd_data": LOWER}
     main_metric = "fd_teacher"
+    metrics_note = METRICS_NOTE
 
-    def __init__(self, scale: Scale, device: str, cache_dir: Path):
+    def __init__(self, scale: Scale, device: str, cache_dir: Path, weights_root: Path | None = None):
         from harness.worlds.tiny_sd15.judge import EvalConfig
 
         self.config = apply_overrides(EvalConfig(), scale.eval.get(self.world, {}))
@@ -136,6 +139,15 @@ class TinySD15Evaluator:
 
         return RESOLUTION
 
+    @property
+    def sampling_note(self) -> str:
+        return (f"sampled by their recipes at the world's {self.image_size} px (not their own size), with the "
+                f"world's prompts and seeds, {self.n_samples} samples per cell")
+
+    def missing(self) -> list[str]:
+        """Files the evaluation itself needs beyond the recipes' (the world ships everything)."""
+        return []
+
     def recipe_for_world(self, recipe: SamplerRecipe) -> SamplerRecipe:
         """The recipe at the world's image size: its judge reads 64 px images only."""
         return replace(recipe, height=self.image_size, width=self.image_size)
@@ -196,8 +208,9 @@ class GMMEvaluator:
     world = "gmm"
     metrics = {"sliced_wasserstein": LOWER, "log_likelihood": HIGHER, "mode_coverage": HIGHER}
     main_metric = "sliced_wasserstein"
+    metrics_note = ""
 
-    def __init__(self, scale: Scale, device: str, cache_dir: Path):
+    def __init__(self, scale: Scale, device: str, cache_dir: Path, weights_root: Path | None = None):
         from harness.worlds.gmm.evaluate import GMMEvalConfig, GMMJudge
 
         self.config = apply_overrides(GMMEvalConfig(), scale.eval.get(self.world, {}))
@@ -231,4 +244,4 @@ class GMMEvaluator:
         return {}
 
 
-EVALUATORS = {"tiny-sd15": TinySD15Evaluator, "gmm": GMMEvaluator}
+EVALUATORS = {"tiny-sd15": TinySD15Evaluator, "gmm": GMMEvaluator, "real": RealScaleEvaluator}

@@ -2,8 +2,9 @@
 Markdown, LaTeX and a PNG, plus whether our small world ranks the variants as the paper does.
 
 Every view is made from the long CSV's rows, so the four files always agree. A table with
-recipe cells (Tables 1-2) shows each row's backbone, recipe and NFE, says that the numbers are
-the tiny-sd15 world's (METRICS_NOTE), and lists the rows that need training before they can run.
+recipe cells (Tables 1-2) shows each row's backbone, recipe and NFE, says how the cells were
+sampled and scored (on tiny-sd15: the world's metrics, plumbing only), and lists the rows that
+need training before they can run.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import METRICS_NOTE
 from .tables import Row, Table
 
 CSV_COLUMNS = ["table", "world", "scale", "row", "variant", "steps", "solver", "metric", "better", "ours_mean",
@@ -37,10 +37,15 @@ def long_rows(table: Table, records: list[dict]) -> list[dict]:
             recs = sorted(by_cell.get((world, scale, row.cell.key), []), key=lambda r: r["seed"]) if row.cell else []
             if not recs:
                 continue
-            paper = table.published_record(row)
             training = recs[0].get("training") or {}  # none for a recipe cell
             for metric, better in recs[0]["metric_directions"].items():
-                values = [r["metrics"][metric] for r in recs]
+                # Beside the paper's number of the same metric where it has one (the real world's
+                # hps_average, aesthetic, ...), else beside the table's main published metric.
+                paper_metric = metric if table.published_record(row, metric) else table.paper_metric
+                paper = table.published_record(row, paper_metric)
+                values = [r["metrics"][metric] for r in recs if metric in r["metrics"]]
+                if not values:  # e.g. the teacher's FID to itself
+                    continue
                 out.append({
                     "table": table.id, "world": world, "scale": scale, "row": row.label, "variant": row.cell.variant,
                     "steps": row.cell.steps, "solver": row.cell.solver, "metric": metric, "better": better,
@@ -48,7 +53,7 @@ def long_rows(table: Table, records: list[dict]) -> list[dict]:
                     "ours_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
                     "n_seeds": len(values), "seeds": " ".join(str(r["seed"]) for r in recs),
                     "iterations": training.get("iterations"), "batch_size": training.get("batch_size"),
-                    "n_samples": recs[0]["n_samples"], "paper_metric": table.paper_metric if paper else None,
+                    "n_samples": recs[0]["n_samples"], "paper_metric": paper_metric if paper else None,
                     "paper_value": float(paper["value"]) if paper.get("value") else None,
                     "paper_value_certain": paper.get("certain") == "true" if paper else None,
                     **_recipe_columns(row, recs[0]),
@@ -64,7 +69,9 @@ def backbone_label(row: Row) -> str:
 def _recipe_columns(row: Row, record: dict) -> dict:
     recipe = None if row.cell.trained else row.cell.sampler_recipe
     return {"backbone": backbone_label(row), "recipe": recipe.name if recipe else None,
-            "nfe": recipe.nfe if recipe else None, "resized_for_world": record.get("resized_for_world")}
+            "nfe": recipe.nfe if recipe else None, "resized_for_world": record.get("resized_for_world"),
+            # for the caption only (not CSV columns): how the cell was sampled and what its metrics are worth
+            "sampling_note": record.get("sampling_note"), "metrics_note": record.get("metrics_note")}
 
 
 def ranking_agreement(rows: list[dict]) -> list[dict]:
@@ -150,10 +157,18 @@ def _views(table: Table, rows: list[dict]):
         for label_row in dict.fromkeys(_line_key(r) for r in part):
             cells = {r["metric"]: r for r in part if _line_key(r) == label_row}
             first = next(iter(cells.values()))
-            paper = "-" if first["paper_value"] is None else f"{first['paper_value']:.2f}"
-            lines.append(_labels(table, first) + [paper]
-                         + [_fmt(cells[m]["ours_mean"], cells[m]["ours_std"]) for m in metrics])
+            main = next((r for r in cells.values() if r["paper_metric"] == table.paper_metric), first)
+            paper = "-" if main["paper_value"] is None else f"{main['paper_value']:.2f}"
+            lines.append(_labels(table, first) + [paper] + [_ours(cells[m]) if m in cells else "" for m in metrics])
         yield world, scale, part, metrics, lines
+
+
+def _ours(row: dict) -> str:
+    """Our mean (± std); with the paper's value of the same metric beside it where it has one."""
+    text = _fmt(row["ours_mean"], row["ours_std"])
+    if row["paper_metric"] == row["metric"] and row["paper_value"] is not None:
+        text += f" (paper {row['paper_value']:.2f})"
+    return text
 
 
 def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
@@ -170,9 +185,9 @@ def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
                     " the CSV's n_seeds gives each cell's).")
     if recipes:
         first = recipes[0]
-        text.append(f"published checkpoints sampled by their recipes at the world's {first['resized_for_world']} px "
-                    f"(not their own size), with the world's prompts and seeds, {first['n_samples']} samples per "
-                    f"cell, one result per cell (no training seed). {METRICS_NOTE[0].upper() + METRICS_NOTE[1:]}.")
+        note = first.get("metrics_note") or ""
+        text.append(f"published checkpoints {first['sampling_note']}, one result per cell (no training seed)."
+                    + (f" {note[0].upper() + note[1:]}." if note else ""))
     return " ".join(text + [f"Paper: {table.paper_label}."])
 
 

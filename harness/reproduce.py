@@ -39,7 +39,6 @@ from methods.common.provenance import write_json_atomic, write_text_atomic
 from baselines import weights as weight_files
 
 from . import cost, report
-from .evaluation import METRICS_NOTE
 from .runner import RECIPE_SEED, RECIPE_SEED_MEANING, Job, Runner, read_result
 from .scales import SCALES, get_scale
 from .tables import TABLES, Table, check_world, get_table
@@ -249,12 +248,14 @@ def _print_recipe_plans(tables: list[Table], jobs: list[Job], runner: Runner, wo
             continue
         mine = {job.cell: job for job in jobs if job.table is table and not job.cell.trained}
         rows = [row for row in table.rows if row.cell in mine]
-        size = runner.evaluator(mine[rows[0].cell]).image_size if rows else "?"
+        evaluator = runner.evaluator(mine[rows[0].cell]) if rows else None
+        how = f"  {evaluator.metrics_note}\n  {evaluator.sampling_note}; " if evaluator else "  "
         print(f"{table.id} on {world}, scale {scale.name}: {_count(len(rows), 'recipe cell')}, "
-              f"{_needing(len(table.pending()))}\n"
-              f"  {METRICS_NOTE}\n  each sampled at the world's {size} px (not its own size) with the world's prompts "
-              f"and seeds; one result per cell, seed {RECIPE_SEED} ({RECIPE_SEED_MEANING})\n"
+              f"{_needing(len(table.pending()))}\n{how}"
+              f"one result per cell, seed {RECIPE_SEED} ({RECIPE_SEED_MEANING})\n"
               f"  weights: {_where(runner.weights_root)}")
+        for line in evaluator.missing() if evaluator else []:
+            print(f"  missing for the evaluation: {line}")
         lines = [["row", "backbone", "steps", "recipe", "NFE", "status"]]
         lines += [_recipe_line(row, mine[row.cell], runner) for row in rows]
         _print_columns(lines)
@@ -285,7 +286,8 @@ def _print_columns(lines: list[list[str]], indent: str = "  ") -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m harness.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("tables", nargs="+", metavar="TABLE", help="list, or one or more of table1 ... table8")
-    parser.add_argument("--world", default="tiny-sd15", help="tiny-sd15 (default) or gmm")
+    parser.add_argument("--world", default="tiny-sd15",
+                        help="tiny-sd15 (default), gmm, or real (Tables 1-2 with the paper's metrics; --weights-root)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--scale", default="auto", choices=("auto", *SCALES),
                         help="auto: full on cuda, reduced on cpu")

@@ -44,7 +44,7 @@ from methods.common.errors import UserError
 from methods.common.provenance import provenance, write_json_atomic
 from methods.tdm.presets import resolve
 
-from .evaluation import EVALUATORS, METRICS_NOTE
+from .evaluation import EVALUATORS
 from .scales import Scale
 from .tables import Cell, RecipeCell, Table
 
@@ -175,7 +175,8 @@ class Runner:
     def evaluator(self, job: Job):
         key = (job.world, job.scale.name)
         if key not in self._evaluators:
-            self._evaluators[key] = EVALUATORS[job.world](job.scale, self.device, self.results_dir / RUNS / "cache")
+            self._evaluators[key] = EVALUATORS[job.world](job.scale, self.device, self.results_dir / RUNS / "cache",
+                                                          weights_root=self.weights_root)
         return self._evaluators[key]
 
     def _same_evaluation_elsewhere(self, job: Job, fingerprint: str) -> dict | None:
@@ -198,7 +199,7 @@ class Runner:
             "table": job.table.id, "world": job.world, "scale": job.scale.name, "cell": asdict(job.cell),
             "cell_key": job.cell.key, "seed": job.seed, "fingerprint": fingerprint,
             "metrics": metrics, "metric_directions": evaluator.metrics, "n_samples": evaluator.n_samples,
-            "sampler": sampler.describe(), "eval_config": asdict(evaluator.config), **_recipe_facts(job, sampler),
+            "sampler": sampler.describe(), "eval_config": asdict(evaluator.config), **_recipe_facts(job, sampler, evaluator),
             # eval_seconds includes the world's one-off parts (judge, teacher reference) when this
             # cell had to make them; the parts say which, e.g. reference_seconds and reference_from.
             "eval_seconds": round(time.time() - t0, 1), **evaluator.take_parts(), "training": training,
@@ -230,16 +231,30 @@ class Runner:
                 "final_losses": _final_losses(run_dir)}
 
 
+# TrainConfig fields added after results were committed, which select how iterations execute, not
+# what they compute: fingerprinted only when set away from their default, so that adding one does
+# not make every committed result stale.
+LATER_EXECUTION_FIELDS = {"compile_scope": "networks"}
+
+
+def _fingerprinted_config(config) -> dict:
+    out = asdict(config)
+    for name, default in LATER_EXECUTION_FIELDS.items():
+        if out.get(name) == default:
+            del out[name]
+    return out
+
+
 def fingerprint_of(job: Job, evaluator, eval_config: dict) -> str:
     if job.cell.trained:
-        what = [asdict(job.train_config(Path("<results>"))), asdict(job.cell)]
+        what = [_fingerprinted_config(job.train_config(Path("<results>"))), asdict(job.cell)]
     else:
         what = [evaluator.recipe_for_world(job.cell.sampler_recipe).describe()]
     blob = json.dumps([job.world, job.scale.name, *what, eval_config], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _recipe_facts(job: Job, sampler) -> dict:
+def _recipe_facts(job: Job, sampler, evaluator) -> dict:
     """What a recipe cell's record adds: how it was sampled beside the recipe, and what its
     numbers are (not) worth."""
     if job.cell.trained:
@@ -248,7 +263,7 @@ def _recipe_facts(job: Job, sampler) -> dict:
             "resized_for_world": sampler.recipe.height,
             "recipe_size": [job.cell.sampler_recipe.height, job.cell.sampler_recipe.width],
             "measured_nfe": sampler.last_nfe,
-            "metrics_note": METRICS_NOTE}
+            "metrics_note": evaluator.metrics_note, "sampling_note": evaluator.sampling_note}
 
 
 def _finished_run(run_dir: Path, config) -> dict | None:

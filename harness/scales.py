@@ -36,12 +36,12 @@ SCALES = {s.name: s for s in [
           train={"tiny-sd15": dict(iterations=80, batch_size=32, lr_student=2e-5, lr_fake=8e-4, checkpoint_every=20),
                  "gmm": dict(iterations=400, checkpoint_every=100)},
           eval={"tiny-sd15": dict(n_prompts=128, coverage_prompts=8, coverage_samples=8),
-                "gmm": dict(n_samples=2000)}),
+                "gmm": dict(n_samples=2000), "real": dict(prompts_per_style=100)}),
     Scale("smoke",
           train={"tiny-sd15": dict(iterations=6, batch_size=8, lr_student=1e-4, lr_fake=1e-3, checkpoint_every=3),
                  "gmm": dict(iterations=60, checkpoint_every=20)},
           eval={"tiny-sd15": dict(n_prompts=32, coverage_prompts=4, coverage_samples=4),
-                "gmm": dict(n_samples=1000)}),
+                "gmm": dict(n_samples=1000), "real": dict(prompts_per_style=2)}),
 ]}
 
 

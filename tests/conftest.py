@@ -31,3 +31,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def reference_package(name: str):
+    """A reference implementation's module (open_clip, cleanfid, hpsv2, ...) for a parity test: the
+    test skips where it is not installed, except under TDM_REQUIRE_PARITY=1 (make test-metrics, CI),
+    where a failed import fails the test instead of hiding it."""
+    import importlib
+    import os
+
+    if os.environ.get("TDM_REQUIRE_PARITY") == "1":
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"{name} is a reference package: run `make test-metrics`")

@@ -118,7 +118,7 @@ def test_dry_run_without_weights_lists_every_cell_with_its_missing_files(tmp_pat
     assert run("table1", "table2", "--dry-run", "--results-dir", str(tmp_path / "r")) == 0
     out = capsys.readouterr().out
     assert "table1 on tiny-sd15, scale reduced: 19 recipe cells, 7 rows that need training first" in out
-    assert "real metrics: HPSv2.1 etc. not yet implemented" in out
+    assert "scored with the tiny-sd15 world's metrics (plumbing" in out
     for table_id in ("table1", "table2"):
         for cell in get_table(table_id).cells():
             assert f"  {cell.recipe} " in out, cell
@@ -167,7 +167,7 @@ def test_recipe_cells_are_sampled_and_scored_without_training(results, weights):
         assert all(math.isfinite(v) for v in rec["metrics"].values()), rec["metrics"]
         assert rec["resized_for_world"] == 64 and rec["recipe_size"] == [512, 512]
         assert rec["sampler"]["name"] == name and rec["sampler"]["height"] == 64
-        assert rec["measured_nfe"] == get_recipe(name).nfe and "HPSv2.1 etc. not yet implemented" in rec["metrics_note"]
+        assert rec["measured_nfe"] == get_recipe(name).nfe and "world's metrics (plumbing" in rec["metrics_note"]
         (attached,) = rec["sampler"]["attached"]
         assert attached["sha256"] == hashlib.sha256(Path(attached["local_path"]).read_bytes()).hexdigest()
         assert Path(attached["local_path"]).is_relative_to(weights)
@@ -213,7 +213,7 @@ def test_the_report_puts_the_published_numbers_beside_ours(results):
     md = (tables / "table1.md").read_text()
     assert "| row | backbone | steps | sampler | NFE | paper HPSv2.1 | fd_teacher (↓) |" in md
     assert "| Hyper-SD | SD-v1.5 | 4 | hyper-sd15-4step | 4 | 30.24 |" in md
-    assert "Scored with the tiny-sd15 world's metrics; real metrics: HPSv2.1 etc. not yet implemented" in md
+    assert "Scored with the tiny-sd15 world's metrics (plumbing, not a measure of the checkpoints" in md
     assert "No result yet for 17 recipe cells" in md and "dmd2-sdxl-4step" in md
     assert "- TDM (SDXL, 4 steps; paper 34.88): needs a real-size TDM run on SDXL" in md
     assert "- TDM-unify-SFT (SD-v1.5, 1 step; paper 28.90)" in md

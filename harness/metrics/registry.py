@@ -17,7 +17,7 @@ padding), precision and device, so that every result says how it was measured.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from methods.common.errors import UserError, did_you_mean
@@ -37,6 +37,10 @@ class Metric:
     loader: str                  # "module:function"; function(weights_root, device, **options) -> scorer
     note: str = ""               # one line on the protocol (what the paper does not say, what is assumed)
     summary: str = ""            # "module:function" of a benchmark's own summary of per-style scores
+    column: str = ""             # the published tables' column (paper_tables/published/*.csv)
+    style_columns: dict = field(default_factory=dict)  # benchmark style -> its published column
+    finder: str = ""             # "module:function(weights_root) -> path", where a scorer looks beyond
+                                 # baselines.weights (clean-fid's own cache folder); raises UserError
 
     @property
     def better(self) -> str:
@@ -59,6 +63,13 @@ class Metric:
         from baselines.weights import locate
 
         root = Path(weights_root) if weights_root else None
+        if self.finder:
+            module, function = self.finder.split(":")
+            try:
+                getattr(importlib.import_module(module), function)(root)
+                return []
+            except UserError:
+                return [f"{repo} : {file}" for repo, file in self.weights]
         return [f"{repo} : {file}" for repo, file in self.weights if locate(repo, file, root) is None]
 
 
@@ -68,16 +79,21 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("hps-v2.1", "HPSv2.1", True, "100 x cosine", PER_IMAGE, True,
            (("xswu/HPSv2", "HPS_v2.1_compressed.pt"), CLIP_L14), "harness.metrics.hps:load",
            "open_clip ViT-H-14 with the HPS v2.1 weights; the version is part of the name, never defaulted",
-           summary="harness.metrics.hps:benchmark_summary"),
+           summary="harness.metrics.hps:benchmark_summary", column="hps_average",
+           style_columns={"anime": "hps_animation", "concept-art": "hps_concept_art", "paintings": "hps_painting",
+                          "photo": "hps_photo"}),
     Metric("aes", "AeS", True, "LAION improved predictor (about 1-10)", PER_IMAGE, False,
            (("christophschuhmann/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth"), CLIP_L14),
-           "harness.metrics.aesthetic:load", "MLP head on unit OpenAI CLIP ViT-L/14 image embeddings"),
+           "harness.metrics.aesthetic:load", "MLP head on unit OpenAI CLIP ViT-L/14 image embeddings",
+           column="aesthetic"),
     Metric("clip", "CLIP score", True, "100 x cosine", PER_IMAGE, True, (CLIP_L14,),
            "harness.metrics.clip_score:load",
-           "OpenAI CLIP ViT-L/14 by default: the paper does not name its CLIP model; the model is recorded"),
+           "OpenAI CLIP ViT-L/14 by default: the paper does not name its CLIP model; the model is recorded",
+           column="clip_score"),
     Metric("fid", "FID", False, "Frechet distance of Inception pool3 features", DISTRIBUTION, False,
            (("clean-fid", "inception-2015-12-05.pt"),), "harness.metrics.fid:load",
-           "clean-fid's clean mode, folder to folder; N is reported beside it (FID is biased upward at small N)"),
+           "clean-fid's clean mode, folder to folder; N is reported beside it (FID is biased upward at small N)",
+           column="fid", finder="harness.metrics.fid:find_inception"),
 )}
 
 

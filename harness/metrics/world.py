@@ -12,22 +12,8 @@ from collections import defaultdict
 
 import torch
 
+from harness.metrics.frechet import frechet_distance  # noqa: F401  (moved; judge.py calls wm.frechet_distance)
 from harness.worlds.tiny_sd15 import grammar as g
-
-
-def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}), in float64.
-
-    Tr((S_a S_b)^{1/2}) is the sum of square roots of the eigenvalues of
-    S_a^{1/2} S_b S_a^{1/2}, which is symmetric, so `eigh` keeps it stable.
-    """
-    a, b = features_a.detach().double(), features_b.detach().double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    eigval_a, eigvec_a = torch.linalg.eigh(cov_a)
-    sqrt_a = eigvec_a @ torch.diag(eigval_a.clamp(min=0).sqrt()) @ eigvec_a.T
-    cross = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp(min=0).sqrt().sum()
-    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
 
 
 def detected_objects(pred: dict[str, torch.Tensor], i: int) -> dict[str, tuple[str, str, str]]:

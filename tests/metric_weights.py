@@ -1,0 +1,127 @@
+"""A weights root with every metric's files in their real layout, filled with tiny random models of
+the real classes, so that scoring runs end to end without the weights:
+
+    <root>/openai/clip-vit-large-patch14/     a tiny CLIPModel with ViT-L/14's 768-d projection, its
+                                             processor and the tiny-sd15 world's CLIP tokenizer
+    <root>/xswu/HPSv2/HPS_v2.1_compressed.pt  {"state_dict": open_clip keys} of a tiny CLIPModel; load
+                                             it with TINY_HPS_CONFIG (the real file is ViT-H-14)
+    <root>/christophschuhmann/improved-aesthetic-predictor/<head>   the real LAION head, when the
+                                             shared copy is there (it is a data file, never committed)
+    <root>/clean-fid/inception-2015-12-05.pt a TorchScript stand-in with Inception's call and 2048 features
+    <root>/zhwang/HPDv2/benchmark/<style>.json   a few prompts per HPSv2 benchmark style
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from harness.metrics import fid, hps
+from harness.metrics.aesthetic import HEAD_FILE
+
+SHARED_HEAD = Path(__file__).resolve().parents[2] / "shared" / "weights" / "laion-aesthetic" / HEAD_FILE
+CLIP_REPO = "openai/clip-vit-large-patch14"
+HEAD_REPO = "christophschuhmann/improved-aesthetic-predictor"
+_VIT_H14_CONFIG = hps.vit_h14_config  # kept: tests patch hps.vit_h14_config with tiny_hps_config
+BENCHMARK_PROMPTS = ["a red cube on a table", "two blue spheres", "a green cone in the snow", "a purple diamond",
+                     "a cat in a garden", "an old lighthouse at dusk"]
+
+
+def _tokenizer():
+    from transformers import CLIPTokenizerFast
+
+    from methods.common.worlds import world
+
+    return CLIPTokenizerFast.from_pretrained(str(world("tiny-sd15").PIPELINE / "tokenizer"), model_max_length=77)
+
+
+def tiny_hps_config():
+    """The HPS checkpoint's architecture in tests: hps.load(config=...), or patch hps.vit_h14_config."""
+    tokenizer = _tokenizer()
+    return _VIT_H14_CONFIG(
+        vision=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, patch_size=32),
+        text=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                  vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        projection_dim=16)
+
+
+class _InceptionLayers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, kernel_size=13, stride=13)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.proj = torch.nn.Conv2d(8, 2048, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(torch.relu(self.conv(x))))
+
+
+class StandInInception(torch.nn.Module):
+    """The interface of clean-fid's TorchScript file as clean-fid calls it: `layers(x)` on resized,
+    normalised images gives the (n, 2048, 1, 1) pool features; `forward(img, return_features=True)`
+    on [0, 255] images. A few random layers instead of Inception."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = _InceptionLayers()
+        self.output = torch.nn.Linear(2048, 1008)
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(img, size=(299, 299), mode="bilinear", align_corners=False)
+        features = self.layers((x - 128) / 128).flatten(1)
+        return features if return_features else self.output(features)
+
+
+def write_inception(root: Path) -> Path:
+    import warnings
+
+    path = root / "clean-fid" / fid.INCEPTION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # torch >= 2.13 deprecates TorchScript; the real file is one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(StandInInception().eval()).save(str(path))
+    return path
+
+
+def write_clip(root: Path) -> Path:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
+
+    tokenizer = _tokenizer()
+    torch.manual_seed(0)
+    text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=768)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=16, projection_dim=768)  # as in the real repository's config
+    model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=768))
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=tokenizer)
+    folder = root / CLIP_REPO
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def write_metric_weights(root: Path, prompts_per_style: int = 3) -> Path:
+    from transformers import CLIPModel
+
+    write_clip(root)
+    torch.manual_seed(1)
+    hps_file = root / hps.HPS_REPO / hps.HPS_FILE
+    hps_file.parent.mkdir(parents=True)
+    torch.save({"state_dict": hps.transformers_to_openclip(CLIPModel(tiny_hps_config()).state_dict())}, hps_file)
+    if SHARED_HEAD.is_file():
+        (root / HEAD_REPO).mkdir(parents=True)
+        shutil.copy(SHARED_HEAD, root / HEAD_REPO / HEAD_FILE)
+    write_inception(root)
+    benchmark = root / "zhwang" / "HPDv2" / "benchmark"
+    benchmark.mkdir(parents=True)
+    for s, style in enumerate(hps.STYLES):
+        prompts = [f"{p}, {style}" for p in BENCHMARK_PROMPTS]
+        (benchmark / f"{style}.json").write_text(json.dumps(prompts[s:] + prompts[:s]))
+    return root
