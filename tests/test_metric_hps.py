@@ -293,3 +293,20 @@ def test_a_style_short_of_800_or_missing_makes_the_run_partial():
     assert summary["partial"] is True and summary["missing_styles"] == ["anime"] and summary["n"] == 2399
     with pytest.raises(UserError, match="unknown HPS benchmark style"):
         hps.benchmark_summary({"animation": np.zeros(800)})
+
+
+def test_a_uint8_tensor_is_preprocessed_as_the_array_is(scorer):
+    """The fast path (images already a tensor on the model's device) gives the array path's scores."""
+    as_array = scorer.score(IMAGES, PROMPTS, batch_size=3)
+    as_tensor = scorer.score(torch.from_numpy(IMAGES), PROMPTS, batch_size=3)
+    assert as_tensor == pytest.approx(as_array, abs=1e-6)
+    assert torch.equal(hps.preprocess(torch.from_numpy(IMAGES)), hps.preprocess(IMAGES))
+
+
+def test_the_throughput_bench_runs_and_reports_every_rate(tiny):
+    from harness.metrics.hps_bench import measure
+
+    record = measure("cpu", n=8, batch_size=4, size=64, precision="fp32", config=tiny[1])
+    for key in ("image_tower", "image_tower_with_gpu_preprocessing", "end_to_end", "tokenizer"):
+        assert record[key] > 0, key
+    assert record["n"] == 8 and record["precision"] == "float32"

@@ -198,14 +198,17 @@ def resized_shape(height: int, width: int, size: int = IMAGE_SIZE) -> tuple[int,
     return round(height * scale), round(width * scale)
 
 
-def preprocess(images: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """uint8 (n, H, W, 3) -> float32 (n, 3, size, size), as hpsv2's preprocess_val does it.
+def preprocess(images: np.ndarray | torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """uint8 (n, H, W, 3) -> float32 (n, 3, size, size), as hpsv2's preprocess_val does it, on the
+    images' device: a uint8 tensor on a GPU is preprocessed there (the fast path of `score`).
 
     One deviation: an image whose longer side is already `size` but which is not square is padded
     here; ResizeMaxSize skips both the resize and the padding when the scale is 1, which leaves such
     an image non-square and unusable by the ViT (hpsv2 would fail on it)."""
     _check_images(images)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)  # ToTensor
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    x = images.permute(0, 3, 1, 2).float().div(255)  # ToTensor
     height, width = x.shape[-2:]
     new_h, new_w = resized_shape(height, width, size)
     if (new_h, new_w) != (height, width):
@@ -214,14 +217,16 @@ def preprocess(images: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
     # torchvision pads [left, top, right, bottom] = [w//2, h//2, w - w//2, h - h//2]; torch's order is
     # (left, right, top, bottom). The fill 0 is applied before normalisation, as in hpsv2.
     x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0.0)
-    mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(OPENAI_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
 def _check_images(images) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        what = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+    arrays = (np.ndarray, torch.Tensor)
+    uint8 = isinstance(images, arrays) and images.dtype in (np.uint8, torch.uint8)
+    if not uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        what = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, arrays) else type(images).__name__
         raise UserError(f"HPS scores uint8 RGB images of shape (n, H, W, 3); got {what}")
 
 
@@ -234,7 +239,7 @@ PREPROCESSING = {
     "padding": f"to {IMAGE_SIZE}x{IMAGE_SIZE} with 0 before normalisation, centred, odd pixel right/bottom "
                "(ResizeMaxSize); also when the longer side is already 224",
     "normalize": {"mean": OPENAI_MEAN, "std": OPENAI_STD},
-    "where": "cpu, then moved to the model's device",
+    "where": "on the images' device: the CPU for arrays (as hpsv2), the GPU for a uint8 tensor there",
 }
 
 
@@ -320,8 +325,9 @@ class HpsScorer:
             out = self.model.get_text_features(input_ids=ids.to(self.device))
         return _unit(out)
 
-    def score(self, images: np.ndarray, prompts: list[str], batch_size: int = 32) -> np.ndarray:
-        """uint8 (n, H, W, 3) images and their n prompts -> (n,) float64, 100 x cosine."""
+    def score(self, images: np.ndarray | torch.Tensor, prompts: list[str], batch_size: int = 32) -> np.ndarray:
+        """uint8 (n, H, W, 3) images and their n prompts -> (n,) float64, 100 x cosine. A uint8 tensor
+        already on the model's GPU is preprocessed there (batched resize, no copy to the host)."""
         _check_images(images)
         if len(images) != len(prompts):
             raise UserError(f"{len(images)} images but {len(prompts)} prompts")

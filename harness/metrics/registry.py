@@ -13,6 +13,9 @@ Two kinds of scorer:
   feature arrays, and `describe() -> dict`. FID compares two folders of images.
 `describe()` names the model, its weights' sha256, the preprocessing (resize kind, antialias,
 padding), precision and device, so that every result says how it was measured.
+
+VBench scores videos in its own environment; its driver and aggregation are harness/vbench.py
+and harness/metrics/vbench.py, not entries here.
 """
 from __future__ import annotations
 
