@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [large] [cell]     (writes to $OUT, default results/bench/new)
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [large] [cell] [metrics]
+#                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
 #   sd15      SD-1.5 eager beside the official pass structure; compile + channels-last (compiling takes over 5 minutes);
 #             checkpointing; 2 micro-batches (SD15_FAST=1 skips the last two)
 #   large     PixArt-alpha at the paper's batch 32 (4 micro-batches) and SDXL LoRA (beside the official structure)
 #   cell      one full-scale Table 5 cell (TDM-4step, seed 0)
+#   sd15-compile  SD-1.5 with compile_scope=blocks (regional compilation) and channels-last
+#   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile and metrics only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -43,6 +46,15 @@ if want sd15; then
     bench tdm-sd15-checkpointing-h200 100 --pipeline /tmp/sd15 --iterations 20 --no-reference gradient_checkpointing=true
     bench tdm-sd15-accumulation-h200 100 --pipeline /tmp/sd15 --iterations 20 --no-reference grad_accumulation=2
   fi
+fi
+if want sd15-compile; then
+  [ -d /tmp/sd15 ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
+  bench tdm-sd15-compile-blocks-h200 540 --pipeline /tmp/sd15 --iterations 30 --no-reference compile=true compile_scope=blocks channels_last=true
+fi
+if want metrics; then
+  stamp hps-throughput
+  timeout 300 $PY -m harness.metrics.hps_bench --device cuda --n 4096 --batch-size 256 --out $OUT/hps-throughput-h200.json >> $OUT/bench.log 2>&1; echo rc=$?
+  tail -4 $OUT/bench.log
 fi
 if want large; then
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['pixart']('/tmp/pixart')" > /dev/null 2>&1
