@@ -18,12 +18,18 @@ from harness.metrics import hps
 
 pytestmark = pytest.mark.gpu
 
-try:  # open_clip imports torchvision, which fails in more ways than ImportError without a matching torch
-    import open_clip
-except Exception as error:  # noqa: BLE001
-    pytest.skip(f"open_clip is not importable: {type(error).__name__}: {error}", allow_module_level=True)
-if not torch.cuda.is_available():
-    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+open_clip = None  # imported by the `models` fixture, so that collecting this file elsewhere skips nothing
+
+
+def _open_clip():
+    global open_clip
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    try:  # open_clip imports torchvision, which fails in more ways than ImportError without a matching torch
+        import open_clip as module
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"open_clip is not importable: {type(error).__name__}: {error}")
+    open_clip = module
 
 FEATURE_TOLERANCE = 1e-4  # L2 distance of unit features in float32 (about 1e-4 relative)
 SCORE_TOLERANCE = 1e-3    # 100 x cosine, float32
@@ -55,6 +61,7 @@ def _write_clip_tokenizer(folder):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    _open_clip()
     cudnn_tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # the patch convolution in true float32 on both sides
     torch.manual_seed(0)
