@@ -15,7 +15,6 @@ every attached file.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from methods.common.errors import UserError, did_you_mean
+from methods.common.provenance import file_sha256
 
 from . import weights as weight_files
 from .recipe import SamplerRecipe, Weights
@@ -52,13 +52,6 @@ def scheduler_class(name: str):
     known += [n for module in project for n in dir(module) if n.endswith("Scheduler")]
     raise UserError(f"unknown scheduler {name!r}{did_you_mean(name, known)}")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -127,9 +120,9 @@ class DiffusersSampler:
         path = weight_files.locate(w.repo, weight_files.weights_path(w), self.root)
         record = {"attach": w.attach, "repo": w.repo, "path_in_repo": w.path_in_repo, "local_path": str(path)}
         if path.is_file():
-            record["sha256"] = _sha256(path)
+            record["sha256"] = file_sha256(path)
         else:  # a model folder: every weight file in it
-            record["sha256"] = {str(f.relative_to(path)): _sha256(f) for f in sorted(path.rglob("*"))
+            record["sha256"] = {str(f.relative_to(path)): file_sha256(f) for f in sorted(path.rglob("*"))
                                 if f.suffix in (".safetensors", ".bin", ".pt")}
         if w.attach == "lora":
             self._attach_lora(w, path)

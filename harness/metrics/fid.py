@@ -23,8 +23,6 @@ the network: not clean mode) and needs torch-fidelity, which imports torchvision
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import platform
 import warnings
 from pathlib import Path
@@ -36,6 +34,7 @@ from PIL import Image
 
 from harness.metrics.frechet import frechet_distance
 from methods.common.errors import UserError
+from methods.common.provenance import file_sha256, package_versions
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
@@ -84,23 +83,6 @@ def image_files(folder: str | Path) -> list[Path]:
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)), key=str)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _versions(*packages: str) -> dict[str, str | None]:
-    out = {}
-    for name in packages:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
 
 class FidScorer:
     """The clean-fid backend; `features` per image set, `distance` between two sets."""
@@ -113,7 +95,7 @@ class FidScorer:
             raise UserError(f"FID batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
-        self.weights, self.weights_sha256 = Path(weights), _sha256(Path(weights))
+        self.weights, self.weights_sha256 = Path(weights), file_sha256(Path(weights))
         self.batch_size = batch_size
         self.last: dict | None = None  # what the last `distance` measured: N, rank deficiency
 
@@ -187,7 +169,7 @@ class FidScorer:
                "model": "Inception-v3 (TensorFlow 2015-12-05 FID graph), pool3 features",
                "feature_dim": FEATURE_DIM, "weights": str(self.weights), "weights_sha256": self.weights_sha256,
                "precision": "float32", "statistics": "float64 mean and unbiased covariance; Frechet via eigh",
-               "device": str(self.device), "batch_size": self.batch_size, "versions": _versions(*self.packages)}
+               "device": str(self.device), "batch_size": self.batch_size, "versions": package_versions(*self.packages)}
         if self.device.type == "cuda":  # convolutions in TF32 unless disabled; clean-fid leaves torch's default
             out["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
         if self.last is not None:

@@ -22,7 +22,6 @@ torchvision is needed. The protocol follows hpsv2's `evaluation.py`:
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.common.errors import UserError
+from methods.common.provenance import file_sha256
 
 METRIC, VERSION = "hps-v2.1", "v2.1"
 HPS_REPO, HPS_FILE = "xswu/HPSv2", "HPS_v2.1_compressed.pt"
@@ -344,11 +344,7 @@ class HpsScorer:
 
     def checkpoint_sha256(self) -> str | None:
         if self._sha256 is None and self.checkpoint is not None:
-            digest = hashlib.sha256()
-            with open(self.checkpoint, "rb") as f:
-                for block in iter(lambda: f.read(1 << 24), b""):
-                    digest.update(block)
-            self._sha256 = digest.hexdigest()
+            self._sha256 = file_sha256(self.checkpoint)
         return self._sha256
 
     def describe(self) -> dict:

@@ -4,6 +4,7 @@ Shared by the harness and the methods' own tools (bench, scaling), which never i
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -53,14 +54,29 @@ def device_name(device: str | torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(device: str | torch.device, packages: tuple[str, ...] = ()) -> dict:
-    """`packages`: distributions to record beside PACKAGES (None where not installed)."""
+def package_versions(*names: str) -> dict[str, str | None]:
+    """Installed distributions' versions by name; None where one is not installed."""
     versions = {}
-    for name in (*PACKAGES, *packages):
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, read in 16 MiB blocks (weights files are gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(device: str | torch.device, packages: tuple[str, ...] = ()) -> dict:
+    """`packages`: distributions to record beside PACKAGES (None where not installed)."""
+    versions = package_versions(*PACKAGES, *packages)
     return {
         "commit": git_commit(),
         "source_tree": source_tree(),
