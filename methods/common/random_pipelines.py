@@ -1,7 +1,7 @@
 """Random-initialised pipeline folders at the real architectures' sizes, for checking that
 real-size training paths fit and run on a GPU without downloading any weights.
 
-    python -m methods.common.random_pipelines {sd15,sdxl,pixart} OUT_FOLDER
+    python -m methods.common.random_pipelines {sd15,sdxl,pixart,cogvideox-2b} OUT_FOLDER
 
 The configs are the published ones of each model (diffusers' config.json files):
 
@@ -9,7 +9,10 @@ The configs are the published ones of each model (diffusers' config.json files):
 - sdxl: stable-diffusion-xl-base-1.0 (UNet 2.6 B with the text_time added embedding, VAE 84 M
   with SDXL's scaling factor, CLIP ViT-L/14 123 M and OpenCLIP ViT-bigG/14 with projection 695 M);
 - pixart: PixArt-XL-2-512x512 (PixArtTransformer2DModel 611 M with learned sigma, sd-vae-ft-ema
-  84 M, T5-v1.1-XXL encoder 4.8 B, written in bfloat16 to halve its 19 GB).
+  84 M, T5-v1.1-XXL encoder 4.8 B, written in bfloat16 to halve its 19 GB);
+- cogvideox-2b: THUDM/CogVideoX-2b (CogVideoXTransformer3DModel 1.69 B with 3D sin-cos position
+  embeddings, AutoencoderKLCogVideoX 216 M, the same T5-v1.1-XXL in bfloat16, CogVideoXDDIMScheduler
+  with v-prediction, zero terminal SNR and SNR shift 3).
 
 No real tokenizer can be had offline. The CLIP tokenizers are the tiny-sd15 world's (its ids
 fit CLIP's vocabulary), stretched to 77 tokens; the T5 tokenizer is a small Unigram one
@@ -73,6 +76,25 @@ PIXART_SCHEDULER = dict(
     num_train_timesteps=1000, prediction_type="epsilon", algorithm_type="dpmsolver++", solver_order=2,
     solver_type="midpoint", lower_order_final=True, timestep_spacing="linspace", steps_offset=0)
 T5_MAX_LENGTH = 120  # PixArt-alpha's prompt length (Sec. 3.1 of its paper)
+
+# THUDM/CogVideoX-2b: transformer/, vae/, text_encoder/ (T5-v1.1-XXL), tokenizer/, scheduler/. The
+# transformer's sample_frames counts pixel frames: 49 frames are 13 latent frames at 4x temporal compression.
+COGVIDEOX_TRANSFORMER = dict(
+    num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16, flip_sin_to_cos=True,
+    freq_shift=0, time_embed_dim=512, text_embed_dim=4096, num_layers=30, dropout=0.0, attention_bias=True,
+    sample_width=90, sample_height=60, sample_frames=49, patch_size=2, temporal_compression_ratio=4,
+    max_text_seq_length=226, activation_fn="gelu-approximate", timestep_activation_fn="silu",
+    norm_elementwise_affine=True, norm_eps=1e-5, spatial_interpolation_scale=1.875, temporal_interpolation_scale=1.0,
+    use_rotary_positional_embeddings=False)  # the 5B and 1.5 models use RoPE; the 2B does not
+COGVIDEOX_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 256, 512), layers_per_block=3,
+    down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4, act_fn="silu",
+    norm_eps=1e-6, norm_num_groups=32, temporal_compression_ratio=4, sample_height=480, sample_width=720,
+    scaling_factor=1.15258426, force_upcast=True, use_quant_conv=False, use_post_quant_conv=False)
+COGVIDEOX_SCHEDULER = dict(
+    _class_name="CogVideoXDDIMScheduler", beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    num_train_timesteps=1000, prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=3.0,
+    timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0)
 
 
 def _scheduler(config: dict):
@@ -152,19 +174,10 @@ def random_pixart_pipeline(out: str | Path, seed: int = 0, transformer: dict = P
     """Write a PixArtAlphaPipeline folder with PixArt-XL-2-512x512's architecture (or the given
     configs) and random weights; the T5 encoder is stored in `text_dtype`."""
     from diffusers import AutoencoderKL, PixArtAlphaPipeline, PixArtTransformer2DModel
-    from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
     tokenizer = small_t5_tokenizer()
-    if len(tokenizer) > text["vocab_size"]:
-        raise ValueError(f"the T5 config's vocab_size {text['vocab_size']} is below the tokenizer's {len(tokenizer)}")
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(text_dtype)  # built in text_dtype: T5-XXL in float32 alone is 19 GB
-    try:
-        with _build_device():
-            text_encoder = T5EncoderModel(T5Config(**text))
-    finally:
-        torch.set_default_dtype(default)
+    text_encoder = _t5_encoder(text, tokenizer, text_dtype)
     with _build_device():
         pipe = PixArtAlphaPipeline(
             tokenizer=tokenizer, text_encoder=text_encoder,
@@ -174,6 +187,39 @@ def random_pixart_pipeline(out: str | Path, seed: int = 0, transformer: dict = P
     return Path(out)
 
 
+def random_cogvideox_pipeline(out: str | Path, seed: int = 0, transformer: dict = COGVIDEOX_TRANSFORMER,
+                              vae: dict = COGVIDEOX_VAE, text: dict = T5_XXL, scheduler: dict = COGVIDEOX_SCHEDULER,
+                              text_dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write a CogVideoXPipeline folder with CogVideoX-2b's architecture (or the given configs) and
+    random weights; the T5 encoder is stored in `text_dtype`."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    torch.manual_seed(seed)
+    tokenizer = small_t5_tokenizer()
+    text_encoder = _t5_encoder(text, tokenizer, text_dtype)
+    with _build_device():
+        pipe = CogVideoXPipeline(
+            tokenizer=tokenizer, text_encoder=text_encoder, vae=AutoencoderKLCogVideoX(**vae),
+            transformer=CogVideoXTransformer3DModel(**transformer), scheduler=_scheduler(scheduler))
+    pipe.save_pretrained(str(out))
+    return Path(out)
+
+
+def _t5_encoder(config: dict, tokenizer, dtype: torch.dtype):
+    """A random T5 encoder built in `dtype` (T5-XXL in float32 alone is 19 GB) whose vocabulary covers the tokenizer."""
+    from transformers import T5Config, T5EncoderModel
+
+    if len(tokenizer) > config["vocab_size"]:
+        raise ValueError(f"the T5 config's vocab_size {config['vocab_size']} is below the tokenizer's {len(tokenizer)}")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with _build_device():
+            return T5EncoderModel(T5Config(**config))
+    finally:
+        torch.set_default_dtype(default)
+
+
 def _build_device() -> torch.device:
     """Where to initialise the random networks: a GPU when there is one (PixArt's folder, with
     T5-XXL's 4.8 B weights, took six minutes to build on an H100 machine's CPU cores), else the CPU.
@@ -181,7 +227,9 @@ def _build_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-BUILDERS = {"sd15": random_sd15_pipeline, "sdxl": random_sdxl_pipeline, "pixart": random_pixart_pipeline}
+# Keys are also the bench's --backbone choices and the presets it runs (methods/tdm/bench.py).
+BUILDERS = {"sd15": random_sd15_pipeline, "sdxl": random_sdxl_pipeline, "pixart": random_pixart_pipeline,
+            "cogvideox-2b": random_cogvideox_pipeline}
 
 
 def main(argv: list[str]) -> int:

@@ -2,9 +2,10 @@
 of noise and conditions, and the export of a trained student.
 
 `SDBackbone` serves SD-1.5-style pipeline folders (the tiny-sd15 world and SD-1.5 itself),
-`SDXLBackbone` (backbones_sdxl.py) SDXL and `PixArtBackbone` (backbones_pixart.py) PixArt-alpha;
-what the three share is in pipeline_backbone.py. `GMMBackbone` serves the gmm world, whose
-teacher is exact. All answer the same questions, so `train.py` never asks which one it holds.
+`SDXLBackbone` (backbones_sdxl.py) SDXL, `PixArtBackbone` (backbones_pixart.py) PixArt-alpha and
+`CogVideoXBackbone` (backbones_cogvideox.py) CogVideoX text-to-video; what they share is in
+pipeline_backbone.py. `GMMBackbone` serves the gmm world, whose teacher is exact. All answer the
+same questions, so `train.py` never asks which one it holds.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from methods.common.errors import UserError
 from methods.common.worlds import world
 
+from .backbones_cogvideox import CogVideoXBackbone
 from .backbones_pixart import PixArtBackbone
 from .backbones_sdxl import SDXLBackbone
 from .config import TrainConfig
@@ -96,7 +98,8 @@ class GMMBackbone:
         return out
 
 
-BACKBONES = {"sd15": SDBackbone, "sdxl": SDXLBackbone, "pixart": PixArtBackbone, "gmm": GMMBackbone}
+BACKBONES = {"sd15": SDBackbone, "sdxl": SDXLBackbone, "pixart": PixArtBackbone, "cogvideox": CogVideoXBackbone,
+             "gmm": GMMBackbone}
 
 
 def load_backbone(config: TrainConfig, device: torch.device, weight_dtype: torch.dtype):

@@ -113,7 +113,7 @@ def _check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-BACKBONES = ("sd15", "sdxl", "pixart", "gmm")
+BACKBONES = ("sd15", "sdxl", "pixart", "cogvideox", "gmm")
 EXECUTIONS = ("eager", "cuda_graph")
 ROLLOUTS = ("auto", "every_row")
 COMPILE_SCOPES = ("networks", "blocks")
@@ -125,7 +125,7 @@ class TrainConfig:
     """A training run: what to distil, from what, for how long, and where to write. `method`
     holds TDM's own settings; `key=value` overrides on the command line reach either level."""
 
-    backbone: str = "sd15"               # "sd15" | "sdxl" | "pixart" (diffusers pipelines) | "gmm"
+    backbone: str = "sd15"               # "sd15" | "sdxl" | "pixart" | "cogvideox" (diffusers pipelines) | "gmm"
     teacher: str = ""                    # pipeline folder or Hugging Face cache id; "tiny-sd15": the shipped world
     prompts: str = ""                    # "tiny-sd15": the world's training captions | a text file, one per line
     student_init: str = ""               # "": the student starts from the teacher (Alg. 1); an exported student

@@ -4,8 +4,8 @@ prompts, and the export of a trained student as a pipeline folder.
 
 A subclass names its pipeline class, the component TDM distils (`unet`, `transformer`), the
 denoiser adapter, its text encoders, and how it encodes prompts into the adapter's `cond`
-dict. `SDBackbone` (backbones.py), `SDXLBackbone` (backbones_sdxl.py) and `PixArtBackbone`
-(backbones_pixart.py) are the subclasses.
+dict. `SDBackbone` (backbones.py), `SDXLBackbone` (backbones_sdxl.py), `PixArtBackbone`
+(backbones_pixart.py) and `CogVideoXBackbone` (backbones_cogvideox.py) are the subclasses.
 """
 from __future__ import annotations
 
@@ -69,8 +69,7 @@ class PipelineBackbone:
         self.pipe = pipe = self._load()
         denoiser = getattr(pipe, self.DENOISER)
         self.resolution = self._resolution(denoiser)
-        latent = self.resolution // pipe.vae_scale_factor
-        self.latent_shape = (denoiser.config.in_channels, latent, latent)
+        self.latent_shape = self._latent_shape(denoiser)
         torch.manual_seed(config.seed)  # LoRA's random init: from the config, not the process's history
         # Copies first, from the weights as loaded, so that a bf16 teacher does not round them.
         self.modules = {"student": self._trainable(self._initial_student(denoiser)),
@@ -101,6 +100,11 @@ class PipelineBackbone:
     def _encode_uncond(self) -> dict:
         """The unconditional cond dict (one row) that the teacher's pipeline uses for CFG."""
         return self._encode([""])
+
+    def _latent_shape(self, denoiser) -> tuple[int, ...]:
+        """One sample's latents: (C, H, W) of a square image at `self.resolution`."""
+        latent = self.resolution // self.pipe.vae_scale_factor
+        return (denoiser.config.in_channels, latent, latent)
 
     def _latent_multiple(self, denoiser) -> int:
         """Latent sizes the denoiser takes are multiples of this (a UNet pads odd sizes itself)."""

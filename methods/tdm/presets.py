@@ -3,6 +3,7 @@ the two small worlds. A preset is a set of overrides of `TrainConfig`'s defaults
 dataclasses stay the one source of defaults and a preset says only what differs.
 
     sd15, sd15-unify, sdxl, pixart        Appendix D; pixart-official-script: the demo script
+    cogvideox-2b                          Sec. 4.2 (Table 4), with the settings its comment gives
     {world}-{variant}                     world in tiny-sd15, gmm; variant in VARIANTS
                                           ({world}-official-script: the demo script's recipe
                                           with the world's learning rates, guidance and budget)
@@ -28,6 +29,26 @@ PAPER = {
     "pixart": dict(backbone="pixart", teacher="PixArt-alpha/PixArt-XL-2-512x512", steps=(4,),
                    lr_student=2e-6, lr_fake=2e-5, batch_size=32, guidance=3.5, iterations=500),
 }
+
+# CogVideoX-2B (Sec. 4.2, Table 4). The paper gives no hyper-parameters for it, so these are choices:
+# - LoRA (the released Luo-Yihong/TDM_CogVideoX-2B_LoRA is one); rank 64: neither the paper nor the
+#   TDM README states the released rank. Student and fake score both train LoRAs; lora_rank=0 trains
+#   all 1.69 B weights of each (about 54 GB of fp32 weights, gradients and AdamW states together).
+# - K = 4. The released LoRA was trained on the timesteps [999, 856, 665, 399]; this trainer's
+#   student timesteps are b_k = kT/K - 1, i.e. [999, 749, 499, 249] (there is no setting for an
+#   explicit list yet), and the export samples on those (backbones_cogvideox.py).
+# - guidance 6: CogVideoXPipeline's default CFG scale, with which the teacher is sampled (Table 4's
+#   teacher row); the student matches the teacher as it is used.
+# - learning rates 10x App. D's full-weight ones (2e-6 / 2e-5, SD-1.5 and PixArt), the usual
+#   LoRA-to-full ratio (a LoRA update moves the merged weights less than a full one at the same
+#   rate: B starts at 0 and A's rows are small). Fake score 10x the student, as App. D. Not tuned.
+# - batch 8 and 500 iterations (PixArt's budget, App. D): an iteration is about 10.5 forward passes
+#   of 0.32 s per clip on an H100 GPU (reference compute.md), about 3.7 GPU-hours at this batch
+#   before gradient checkpointing's recomputation.
+# - gradient checkpointing: 17,550 video tokens and 226 text tokens per clip in full 3D attention.
+PAPER["cogvideox-2b"] = dict(
+    backbone="cogvideox", teacher="THUDM/CogVideoX-2b", steps=(4,), lora_rank=64, guidance=6.0,
+    lr_student=2e-5, lr_fake=2e-4, batch_size=8, iterations=500, checkpoint_every=100, gradient_checkpointing=True)
 
 # The official demo script (train_tdm_demo.py of Luo-Yihong/TDM, run with its README's flags:
 # --use_huber --use_separate, cosine_with_restarts with 50 warm-up steps, 10001 max steps) as

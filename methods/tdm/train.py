@@ -171,7 +171,7 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
 
 
 # The blocks that make up most of each backbone's compute, by class name (diffusers').
-COMPILED_BLOCKS = ("ResnetBlock2D", "BasicTransformerBlock", "Transformer2DModel")
+COMPILED_BLOCKS = ("ResnetBlock2D", "BasicTransformerBlock", "Transformer2DModel", "CogVideoXBlock")
 
 
 def _compile(backbone, scope: str) -> None:
