@@ -231,17 +231,21 @@ class Runner:
                 "final_losses": _final_losses(run_dir)}
 
 
-# TrainConfig fields added after results were committed, which select how iterations execute, not
-# what they compute: fingerprinted only when set away from their default, so that adding one does
-# not make every committed result stale.
-LATER_EXECUTION_FIELDS = {"compile_scope": "networks"}
+# TrainConfig fields (dotted: "method.x" is TDMConfig's) added after results were committed:
+# fingerprinted only when set away from their default, at which they compute what the code did
+# before they existed, so that adding one does not make every committed result stale.
+LATER_FIELDS = {"compile_scope": "networks", "method.timesteps": ()}
 
 
 def _fingerprinted_config(config) -> dict:
     out = asdict(config)
-    for name, default in LATER_EXECUTION_FIELDS.items():
-        if out.get(name) == default:
-            del out[name]
+    for path, default in LATER_FIELDS.items():
+        *parents, name = path.split(".")
+        owner = out
+        for parent in parents:
+            owner = owner[parent]
+        if name in owner and owner[name] == default:
+            del owner[name]
     return out
 
 
