@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from harness.metrics import fid, hps
+from harness.metrics import hps
+from harness.metrics.stand_in import write_inception
 from harness.metrics.aesthetic import HEAD_FILE
 
 SHARED_HEAD = Path(__file__).resolve().parents[2] / "shared" / "weights" / "laion-aesthetic" / HEAD_FILE
@@ -46,45 +47,6 @@ def tiny_hps_config():
                   vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
         projection_dim=16)
-
-
-class _InceptionLayers(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, kernel_size=13, stride=13)
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.proj = torch.nn.Conv2d(8, 2048, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.pool(torch.relu(self.conv(x))))
-
-
-class StandInInception(torch.nn.Module):
-    """The interface of clean-fid's TorchScript file as clean-fid calls it: `layers(x)` on resized,
-    normalised images gives the (n, 2048, 1, 1) pool features; `forward(img, return_features=True)`
-    on [0, 255] images. A few random layers instead of Inception."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.layers = _InceptionLayers()
-        self.output = torch.nn.Linear(2048, 1008)
-
-    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        x = torch.nn.functional.interpolate(img, size=(299, 299), mode="bilinear", align_corners=False)
-        features = self.layers((x - 128) / 128).flatten(1)
-        return features if return_features else self.output(features)
-
-
-def write_inception(root: Path) -> Path:
-    import warnings
-
-    path = root / "clean-fid" / fid.INCEPTION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # torch >= 2.13 deprecates TorchScript; the real file is one
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(StandInInception().eval()).save(str(path))
-    return path
 
 
 def write_clip(root: Path) -> Path:

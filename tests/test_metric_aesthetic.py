@@ -47,13 +47,13 @@ def _head(real: bool) -> AestheticHead:
 
 @pytest.mark.parametrize("real", [pytest.param(True, marks=needs_head), False])
 def test_the_scorer_runs_end_to_end_on_a_tiny_random_clip(real):
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=224,
         patch_size=32, projection_dim=EMBEDDING_DIM))
-    scorer = AestheticScorer(_head(real), vision, CLIPImageProcessor())
+    scorer = AestheticScorer(_head(real), vision)
     images = np.random.default_rng(0).integers(0, 256, (5, 96, 128, 3), dtype=np.uint8)
     scores = scorer.score(images, batch_size=2)
     assert scores.shape == (5,) and np.isfinite(scores).all()
@@ -68,3 +68,23 @@ def test_the_scorer_runs_end_to_end_on_a_tiny_random_clip(real):
     embedding = scorer.embed(images[:1])
     expected = scorer.head.layers(embedding / embedding.norm())  # the head sees the unit embedding
     assert scores[0] == pytest.approx(float(expected), abs=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(333, 517), (517, 333), (300, 200), (224, 224), (225, 1000)])
+def test_the_preprocessing_is_clip_loads(shape):
+    """PIL bicubic on the short side to 224 (long side int(224 * long / short)), centre crop at
+    int(round(excess / 2)) as torchvision's CenterCrop: here written out with PIL alone."""
+    from PIL import Image
+
+    from harness.metrics.aesthetic import openai_clip_pixels
+    from harness.metrics.hps import OPENAI_MEAN, OPENAI_STD
+
+    image = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    h, w = shape
+    size = (224, int(224 * h / w)) if w <= h else (int(224 * w / h), 224)  # PIL's (width, height)
+    pil = Image.fromarray(image).resize(size, Image.BICUBIC) if size != (w, h) else Image.fromarray(image)
+    left, top = int(round((size[0] - 224) / 2)), int(round((size[1] - 224) / 2))
+    crop = np.asarray(pil, dtype=np.float32)[top:top + 224, left:left + 224] / 255
+    expected = (crop - np.array(OPENAI_MEAN, dtype=np.float32)) / np.array(OPENAI_STD, dtype=np.float32)
+    ours = openai_clip_pixels(image[None])[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-6)

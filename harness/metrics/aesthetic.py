@@ -5,9 +5,10 @@ score = MLP(e / ||e||), e the 768-d OpenAI CLIP ViT-L/14 image embedding. The ML
 (upstream's ReLUs are commented out), so in eval mode it is one affine map of the unit
 embedding. Its weights are `sac+logos+ava1-l14-linearMSE.pth` from
 christophschuhmann/improved-aesthetic-predictor; CLIP is transformers'
-`CLIPVisionModelWithProjection`, whose `image_embeds` is CLIP's `encode_image`, with its image
-processor (short side to 224 bicubic, centre crop, CLIP normalisation). Both are read from local
-files only; a missing one is a UserError naming it.
+`CLIPVisionModelWithProjection`, whose `image_embeds` is CLIP's `encode_image`. The preprocessing
+is clip.load's, reproduced exactly (`openai_clip_pixels`): transformers' image processors crop one
+pixel apart for some sizes, and resize differently where torchvision is installed. Both weights
+are read from local files only; a missing one is a UserError naming it.
 
     scorer = AestheticScorer.load(head="weights/sac+logos+ava1-l14-linearMSE.pth",
                                   clip="openai/clip-vit-large-patch14", device="cuda")
@@ -61,35 +62,64 @@ class AestheticHead(nn.Module):
         return head.eval()
 
 
+def openai_clip_pixels(images: np.ndarray, size: int = 224) -> torch.Tensor:
+    """uint8 (n, H, W, 3) -> float32 (n, 3, size, size), exactly as `clip.load`'s preprocess (the
+    predictor's `simple_inference.py`): PIL bicubic resize of the short side to `size` (the long side
+    to int(size * long / short), torchvision's rule), centre crop at int(round(excess / 2)) (torchvision's
+    CenterCrop; transformers' image processors crop at excess // 2, one pixel off for some sizes),
+    to [0, 1], OpenAI CLIP normalisation."""
+    from PIL import Image
+
+    from .hps import OPENAI_MEAN, OPENAI_STD
+
+    out = []
+    for image in images:
+        pil = Image.fromarray(image)
+        width, height = pil.size
+        short, long = (width, height) if width <= height else (height, width)
+        resized_long = int(size * long / short)
+        new = (size, resized_long) if width <= height else (resized_long, size)
+        if new != (width, height):
+            pil = pil.resize(new, resample=Image.BICUBIC)
+        left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+        out.append(np.asarray(pil.crop((left, top, left + size, top + size)), dtype=np.float32) / 255)
+    x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+    return (x - torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)) / torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+
+
+PREPROCESSING = {"from": "openai/CLIP clip.load's _transform (the predictor's simple_inference.py)",
+                 "resize": "PIL bicubic, short side to the tower's image size, long side int(size * long / short)",
+                 "crop": "centre, offset int(round(excess / 2)) as torchvision's CenterCrop",
+                 "to_float": "uint8 / 255", "normalize": "OpenAI CLIP mean and std", "where": "cpu"}
+
+
 class AestheticScorer:
-    def __init__(self, head: AestheticHead, vision, processor, device: str = "cpu", head_path: str | None = None,
+    def __init__(self, head: AestheticHead, vision, device: str = "cpu", head_path: str | None = None,
                  clip_name: str = CLIP_MODEL):
         self.device = torch.device(device)
         self.head_path, self.clip_name = head_path, clip_name
         self.head = head.to(self.device).eval()
         self.vision = vision.to(self.device).eval()
-        self.processor = processor
         if vision.config.projection_dim != EMBEDDING_DIM:
             raise UserError(f"the aesthetic head reads {EMBEDDING_DIM}-d CLIP ViT-L/14 embeddings; this CLIP "
                             f"projects to {vision.config.projection_dim}")
 
     @classmethod
     def load(cls, head: str | Path, clip: str | Path = CLIP_MODEL, device: str = "cpu") -> "AestheticScorer":
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        from transformers import CLIPVisionModelWithProjection
 
         head_module = AestheticHead.load(head)
         try:
             vision = CLIPVisionModelWithProjection.from_pretrained(str(clip), local_files_only=True)
-            processor = CLIPImageProcessor.from_pretrained(str(clip), local_files_only=True)
         except OSError:
             raise UserError(f"CLIP {clip} is neither a local folder nor in the Hugging Face cache; download "
                             f"{CLIP_MODEL} on a connected machine and pass its folder") from None
-        return cls(head_module, vision, processor, device, head_path=str(head), clip_name=str(clip))
+        return cls(head_module, vision, device, head_path=str(head), clip_name=str(clip))
 
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (n, H, W, 3) -> (n, 768) CLIP image embeddings (unnormalised), in float32."""
-        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        pixels = openai_clip_pixels(images, self.vision.config.image_size).to(self.device)
         return self.vision(pixel_values=pixels).image_embeds.float()
 
     @torch.no_grad()
@@ -101,7 +131,7 @@ class AestheticScorer:
     def describe(self) -> dict:
         return {"metric": "aes", "scale": "LAION improved aesthetic predictor (MLP on unit CLIP embeddings)",
                 "head": str(self.head_path) if self.head_path else None, "head_sha256": HEAD_SHA256,
-                "clip": self.clip_name, "preprocessing": describe_processor(self.processor),
+                "clip": self.clip_name, "preprocessing": PREPROCESSING,
                 "precision": "float32", "device": str(self.device)}
 
 
