@@ -6,6 +6,11 @@ distilled into the student and `tdm_student.json` beside it. Sampling it is the 
 sampling with guidance 1 and the student's own step count, so this class only finds the
 right folder and records what the student was trained for.
 
+A student trained on explicit timesteps (TDMConfig.timesteps, in the card's config) is sampled
+on them at its own step count, through DPM-Solver++'s `timesteps=` (solver "dpmpp"); diffusers'
+DDIM steps t -> t - T/N whatever the list, so solver "ddim" is refused there. Other step counts
+take the trailing spacing, as for any student.
+
     sampler = TDMStudentSampler.from_run("runs/tiny-sd15-unify", steps=2, solver="dpmpp")
     images = sampler.sample(prompts, seeds)
 """
@@ -13,6 +18,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from methods.common.errors import UserError
 
@@ -42,7 +50,29 @@ class TDMStudentSampler(TeacherSampler):
 
     def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 64, pipe=None):
         self.card = json.loads((Path(spec.checkpoint) / CARD).read_text())
+        self.timesteps = explicit_timesteps(self.card, spec.steps)
+        if self.timesteps and spec.scheduler != "dpmpp":
+            raise UserError(f"{spec.checkpoint} was trained on the timesteps {self.timesteps}, which "
+                            f"solver={spec.scheduler!r} cannot step along (diffusers' DDIM steps t -> t - T/N): "
+                            "use solver 'dpmpp'")
         super().__init__(spec, device, batch_size, pipe)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        """The teacher's sampling (TeacherSampler.sample), on the student's explicit timesteps when it has them."""
+        if not self.timesteps:
+            return super().sample(prompts, seeds)
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        self.pipe.scheduler = self.scheduler
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]
+            images = self.pipe(prompt=prompts[batch], timesteps=list(self.timesteps), guidance_scale=self.spec.guidance,
+                               generator=generators, output_type="np").images
+            out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
+        return np.concatenate(out)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, steps: int, solver: str, device: str = "cpu", name: str | None = None,
@@ -55,4 +85,15 @@ class TDMStudentSampler(TeacherSampler):
 
     def describe(self) -> dict:
         trained = self.card["config"]["method"]["steps"]
-        return {**super().describe(), "trained_steps": list(trained), "folded_step_count": self.card["steps"]}
+        out = {**super().describe(), "trained_steps": list(trained), "folded_step_count": self.card["steps"]}
+        if self.timesteps:
+            self.scheduler.set_timesteps(timesteps=list(self.timesteps))
+            out["resolved_timesteps"] = [int(t) for t in self.scheduler.timesteps]
+        return out
+
+
+def explicit_timesteps(card: dict, steps: int) -> list[int] | None:
+    """The explicit timesteps an exported student was trained on (TDMConfig.timesteps), when it is
+    sampled at that many steps; None for b_k = kT/K - 1 students (and cards from before the setting)."""
+    listed = list(card["config"]["method"].get("timesteps") or ())
+    return listed if listed and len(listed) == steps else None

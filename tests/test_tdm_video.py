@@ -29,8 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROMPTS = ["a red circle on a grey background", "a small blue square at the top left on a white background",
            "a red circle on a grey background", "A photo of an astronaut riding a horse!"]  # one repeated
-K4_TIMESTEPS = [999, 749, 499, 249]  # the trainer's b_k = kT/K - 1
-RELEASED_TIMESTEPS = [999, 856, 665, 399]  # Luo-Yihong/TDM_CogVideoX-2B_LoRA's
+K4_TIMESTEPS = [999, 749, 499, 249]  # the trainer's b_k = kT/K - 1 (timesteps=())
+RELEASED_TIMESTEPS = [999, 856, 665, 399]  # Luo-Yihong/TDM_CogVideoX-2B_LoRA's, the preset's timesteps
 FRAMES, SIZE, LATENTS = 9, 16, (3, 4, 4, 4)
 TINY_COGVIDEOX = dict(  # keyword arguments of random_cogvideox_pipeline
     transformer=dict(COGVIDEOX_TRANSFORMER, num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
@@ -256,7 +256,7 @@ def test_lora_export_loads_into_the_teachers_pipeline_and_samples_4_steps(world,
     assert summary["exported"] == [str(folder)]
     card = json.loads((folder / "tdm_student.json").read_text())
     assert card["lora"] == "lora" and "load_lora_weights" in card["lora_how_to_load"]
-    assert card["timesteps"] == K4_TIMESTEPS and card["released_timesteps"] == RELEASED_TIMESTEPS
+    assert card["timesteps"] == RELEASED_TIMESTEPS and card["released_timesteps"] == RELEASED_TIMESTEPS
     assert (card["frames"], card["height"], card["width"]) == (FRAMES, SIZE, SIZE)
     assert sorted(p.name for p in (folder / "lora").iterdir()) == ["pytorch_lora_weights.safetensors"]
     assert all(k.startswith("transformer.") for k in load_file(folder / "lora" / "pytorch_lora_weights.safetensors"))
@@ -278,12 +278,15 @@ def test_lora_export_loads_into_the_teachers_pipeline_and_samples_4_steps(world,
     pipe.scheduler = CogVideoXTimestepsDDIMScheduler.from_config(pipe.scheduler.config)
     frames, calls = generate(pipe, timesteps=RELEASED_TIMESTEPS)
     assert frames.shape == (1, FRAMES, SIZE, SIZE, 3) and calls == 4 and (frames >= 0).all() and (frames <= 1).all()
-    # The exported folder as it is: stock DDIM, trailing, whose 4 steps are the card's timesteps.
+    # The exported folder loads with stock DDIM, trailing, whose 4 steps are b_k, not the card's timesteps:
+    # sampled as the card says, on the timesteps it was trained on.
     student = load(folder)
     assert isinstance(student.scheduler, CogVideoXDDIMScheduler)
     student.scheduler.set_timesteps(4)
-    assert student.scheduler.timesteps.tolist() == card["timesteps"]
-    frames, calls = generate(student, num_inference_steps=4)
+    assert student.scheduler.timesteps.tolist() == K4_TIMESTEPS != card["timesteps"]
+    assert "CogVideoXTimestepsDDIMScheduler" in card["sampling"]
+    student.scheduler = CogVideoXTimestepsDDIMScheduler.from_config(student.scheduler.config)
+    frames, calls = generate(student, timesteps=card["timesteps"])
     assert frames.shape == (1, FRAMES, SIZE, SIZE, 3) and calls == 4 and torch.isfinite(torch.tensor(frames)).all()
 
 
@@ -350,7 +353,8 @@ BAD = {  # name -> (settings, words the one-line message must hold)
                         ["not a CogVideoX pipeline", "PixArtTransformer2DModel"]),
     "prompts missing": (lambda w, tmp: {"prompts": tmp / "nowhere.txt"}, ["nowhere.txt"]),
     "square resolution": (lambda w, tmp: {"resolution": 512}, ["resolution=512", "resolution=0"]),
-    "step conditioning": (lambda w, tmp: {"steps": "1,2,4"}, ["step count K", "steps=4"]),
+    "step conditioning": (lambda w, tmp: {"steps": "1,2,4", "timesteps": ""}, ["step count K", "steps=4"]),
+    "unify on the preset's timesteps": (lambda w, tmp: {"steps": "1,2,4"}, ["TDM-unify", "timesteps=()"]),
 }
 
 

@@ -27,7 +27,8 @@ def _parse(type_name: str, value: str) -> Any:
         return {"int": int, "float": float, "str": str}[type_name](value)
     if type_name.startswith("tuple["):
         inner = type_name[len("tuple["):-1].split(",")
-        items = [v for v in value.replace("(", "").replace(")", "").split(",") if v != ""]
+        bare = value.replace("(", "").replace(")", "").replace("[", "").replace("]", "")
+        items = [v for v in bare.split(",") if v != ""]  # "1,2,4", "(1, 2, 4)", "[1,2,4]"; "": ()
         kinds = [inner[0]] * len(items) if inner[-1] == "..." else inner
         if len(kinds) != len(items):
             raise ValueError(value)

@@ -24,6 +24,10 @@ Export: a CogVideoXPipeline folder with the student's transformer (LoRA merged),
 VAE, T5 and tokenizer files copied as they are, and CogVideoXDDIMScheduler with trailing spacing,
 whose 4-step timesteps [999, 749, 499, 249] are the student's training timesteps b_k = kT/K - 1;
 with LoRA, also <folder>/lora/pytorch_lora_weights.safetensors for the teacher's `load_lora_weights`.
+A student trained on explicit timesteps (TDMConfig.timesteps; the `cogvideox-2b` preset's are the
+released LoRA's [999, 856, 665, 399]) cannot be sampled by that scheduler, which steps t -> t - T/K
+whatever the list: the card's `timesteps` are the trained ones, and its `sampling` line says how to
+sample on them (baselines.cogvideox_scheduler.CogVideoXTimestepsDDIMScheduler with timesteps=...).
 """
 from __future__ import annotations
 
@@ -37,10 +41,10 @@ import torch
 
 from methods.common.adapters import CogVideoXAdapter
 from methods.common.errors import UserError
-from methods.common.solvers import trailing_timesteps
 
 from .config import TrainConfig
-from .pipeline_backbone import PipelineBackbone, merge_lora, write_student_card
+from .objective import student_timesteps
+from .pipeline_backbone import PipelineBackbone, add_to_card, merge_lora, write_student_card
 
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 COPIED = ("vae", "text_encoder", "tokenizer")  # exported as the teacher's folder holds them
@@ -153,28 +157,35 @@ class CogVideoXBackbone(PipelineBackbone):
         for name in COPIED:
             shutil.copytree(self.folder / name, out / name, dirs_exist_ok=True)
         model.save_pretrained(str(out / self.DENOISER))
-        # Trailing DDIM: for K dividing T its steps t -> t - T/K land on b_k exactly. CogVideoX's DDIM
-        # cannot step along other lists (diffusers PR #13125): the card says what samples any K exactly.
+        # Trailing DDIM: for K dividing T its steps t -> t - T/K land on b_k = kT/K - 1 exactly. CogVideoX's
+        # DDIM cannot step along other lists (diffusers PR #13125), explicit timesteps included: the card
+        # says what samples the student's timesteps exactly.
         scheduler = CogVideoXDDIMScheduler.from_config(self.pipe.scheduler.config, timestep_spacing="trailing")
         scheduler.save_pretrained(str(out / "scheduler"))
         index = json.loads((self.folder / "model_index.json").read_text())
         index["scheduler"] = ["diffusers", type(scheduler).__name__]
         (out / "model_index.json").write_text(json.dumps(index, indent=2))
-        timesteps = trailing_timesteps(K, self.config.method.num_train_timesteps)
+        method = self.config.method
+        timesteps = student_timesteps(K, method.num_train_timesteps, method.timesteps)
         write_student_card(out, self.config, K, timesteps, lora_dir, self.LORA_HOW_TO_LOAD if lora_dir else None)
-        self._add_to_card(out, timesteps)
+        self._add_to_card(out, timesteps, scheduler)
         return out
 
-    def _add_to_card(self, out: Path, timesteps: list[int]) -> None:
+    def _add_to_card(self, out: Path, timesteps: list[int], scheduler) -> None:
         """The clip size and how to sample on the card's timesteps, beside the shared fields."""
-        card_path = out / "tdm_student.json"
-        card = json.loads(card_path.read_text())
         frames, height, width = self.resolution
-        card.update({
-            "frames": frames, "height": height, "width": width,
-            "sampling": ("pipe.scheduler = baselines.cogvideox_scheduler.CogVideoXTimestepsDDIMScheduler.from_config("
-                         f"pipe.scheduler.config); pipe(prompt, timesteps={timesteps}, guidance_scale=1)"),
-            "released_timesteps": list(RELEASED_TIMESTEPS),
-            "released_timesteps_note": ("Luo-Yihong/TDM_CogVideoX-2B_LoRA was trained on these; this student "
-                                        "was trained on `timesteps` (the trainer's b_k = kT/K - 1): sample on those")})
-        card_path.write_text(json.dumps(card, indent=2, default=list))
+        if self.config.method.timesteps:
+            scheduler.set_timesteps(len(timesteps))
+            same = "these" if list(timesteps) == list(RELEASED_TIMESTEPS) else "these, not this student's"
+            note = (f"Luo-Yihong/TDM_CogVideoX-2B_LoRA was trained on {same}; this student was trained on the explicit "
+                    f"`timesteps` (TDMConfig.timesteps), which the folder's {type(scheduler).__name__} cannot step "
+                    f"along (num_inference_steps={len(timesteps)} samples {[int(t) for t in scheduler.timesteps]}): "
+                    "sample as `sampling` says")
+        else:
+            note = ("Luo-Yihong/TDM_CogVideoX-2B_LoRA was trained on these; this student was trained on `timesteps` "
+                    "(the trainer's b_k = kT/K - 1): sample on those")
+        add_to_card(
+            out, frames=frames, height=height, width=width,
+            sampling=("pipe.scheduler = baselines.cogvideox_scheduler.CogVideoXTimestepsDDIMScheduler.from_config("
+                      f"pipe.scheduler.config); pipe(prompt, timesteps={timesteps}, guidance_scale=1)"),
+            released_timesteps=list(RELEASED_TIMESTEPS), released_timesteps_note=note)

@@ -45,6 +45,9 @@ class TDMConfig:
     batch_size: int = 256                # App. D, SD-1.5
     num_train_timesteps: int = 1000      # T
     step_conditioning: bool = True       # inject K into student and fake score (Eq. 8); False: Table 5 ablation
+    timesteps: tuple[int, ...] = ()      # the student's K timesteps, noise first, strictly decreasing in [1, T - 1]
+                                         # (one K only, not TDM-unify); (): b_k = kT/K - 1, e.g. 999, 749, 499, 249.
+                                         # The segments' bounds and tau intervals follow them (objective.interval_bounds)
 
     def __post_init__(self):
         _check_choice("solver", self.solver, SOLVERS)
@@ -85,6 +88,26 @@ class TDMConfig:
         if self.num_train_timesteps < 8 * max(self.steps):
             raise ValueError(f"num_train_timesteps must be at least 8 K = {8 * max(self.steps)}, "
                              f"got {self.num_train_timesteps}")
+        if self.timesteps:
+            self._check_timesteps()
+
+    def _check_timesteps(self) -> None:
+        """Explicit student timesteps: one list for the one K, usable by the chosen intervals."""
+        from . import objective
+
+        if not isinstance(self.timesteps, tuple):  # a list from Python code: stored as the field's tuple
+            object.__setattr__(self, "timesteps", tuple(self.timesteps))
+        if self.unify:
+            raise ValueError(f"timesteps={list(self.timesteps)} fixes the timesteps of one step count, but "
+                             f"steps={list(self.steps)} trains several (TDM-unify): set one K or timesteps=()")
+        T = self.num_train_timesteps
+        objective.check_student_timesteps(self.timesteps, self.steps[0], T)
+        empty = objective.empty_tau_ranges(self.interval, objective.interval_bounds(self.steps[0], T, self.timesteps), T)
+        if empty:
+            m, lo, hi = empty[0]
+            raise ValueError(f"timesteps={list(self.timesteps)} leave segment {m}'s tau range [{lo}, {hi}) empty under "
+                             f"interval={self.interval!r}, which draws tau in [max(20, b_m + 1), b_(m+1) - 10): "
+                             "space them further apart or use interval='paper'")
 
     @property
     def unify(self) -> bool:
@@ -178,3 +201,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be 0 (full training) or positive, got {self.lora_rank}")
+        if self.method.timesteps and self.backbone == "gmm":
+            raise ValueError(f"timesteps={list(self.method.timesteps)}: backbone=gmm's students are sampled on "
+                             "b_k = kT/K - 1 (harness/worlds/gmm/evaluate.py), not on a list; set timesteps=()")

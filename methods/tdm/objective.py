@@ -17,12 +17,42 @@ from methods.common.schedule import NoiseSchedule
 CLEAN = -1  # the timestep label of a clean sample (alpha = 1, sigma = 0)
 
 
-def interval_bounds(K: int, T: int = 1000) -> list[int]:
+def interval_bounds(K: int, T: int = 1000, timesteps=()) -> list[int]:
     """[b_0, ..., b_K] with b_i = T i / K - 1 (trailing spacing) and b_0 = CLEAN.
 
     K = 4: [CLEAN, 249, 499, 749, 999]; the student runs at b_K .. b_1 (Sec. 3.1, t_i = T i / K).
+    `timesteps`, the student's K timesteps b_K > ... > b_1 listed noise first (TDMConfig.timesteps),
+    replaces the uniform spacing: (999, 856, 665, 399) gives [CLEAN, 399, 665, 856, 999]. Every
+    rule built on the bounds (the intervals of Eq. 5, the script's t_mid = b_i + 1) then follows them.
     """
+    if timesteps:
+        check_student_timesteps(timesteps, K, T)
+        return [CLEAN] + [int(t) for t in reversed(timesteps)]
     return [CLEAN] + [round(T * i / K) - 1 for i in range(1, K + 1)]
+
+
+def student_timesteps(K: int, T: int = 1000, timesteps=()) -> list[int]:
+    """The student's K timesteps, noise first: [b_K, ..., b_1] of `interval_bounds`."""
+    return interval_bounds(K, T, timesteps)[:0:-1]
+
+
+def check_student_timesteps(timesteps, K: int, T: int) -> None:
+    """ValueError (one line) unless `timesteps` are K integers, strictly decreasing, in [1, T - 1].
+
+    The lowest is at least 1, not 0: the last segment's interval [b_0, b_1) = [0, b_1) (CLEAN
+    diffuses from timestep 0, `sample_tau`) would be empty at b_1 = 0.
+    """
+    listed = list(timesteps)
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in listed):
+        raise ValueError(f"timesteps must be integers, got {listed}")
+    if len(listed) != K:
+        raise ValueError(f"timesteps lists {len(listed)} student timesteps but K = {K} (steps={K}): "
+                         f"give exactly {K}, noise first")
+    if any(a <= b for a, b in zip(listed, listed[1:])):
+        raise ValueError(f"timesteps must be strictly decreasing (noise first, as the student visits them), "
+                         f"got {listed}")
+    if listed[0] > T - 1 or listed[-1] < 1:
+        raise ValueError(f"timesteps must lie in [1, {T - 1}] (T = num_train_timesteps = {T}), got {listed}")
 
 
 SCRIPT_TAU_MARGINS = (20, 10)  # the official script draws tau in [max(20, t_mid), t_g - 10)
@@ -43,6 +73,17 @@ def tau_range(interval: str, t_i: torch.Tensor, t_next: torch.Tensor, T: int) ->
         low, high = SCRIPT_TAU_MARGINS
         return t_i.clamp(min=low), t_next - high
     raise ValueError(f"unknown interval {interval!r}; expected 'paper', 'wide' or 'script'")
+
+
+def empty_tau_ranges(interval: str, bounds: list[int], T: int) -> list[tuple[int, int, int]]:
+    """(m, lo, hi) for each segment m whose tau range [lo, hi) of `tau_range` holds no timestep,
+    given the bounds [b_0, ..., b_K] (the sample at b_m, or at the script's t_mid = b_m + 1)."""
+    t_i = torch.tensor(bounds[:-1])
+    if interval == "script":
+        t_i = t_i + 1  # trajectory.script_level: CLEAN (-1) + 1 = 0
+    lo, hi = tau_range(interval, t_i, torch.tensor(bounds[1:]), T)
+    lo = lo.clamp(min=0)  # CLEAN diffuses from timestep 0 (sample_tau)
+    return [(m, int(lo[m]), int(hi[m])) for m in range(len(t_i)) if hi[m] <= lo[m]]
 
 
 def sample_tau(lo: torch.Tensor, hi: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,12 @@ the same mathematics needs about 10.5 (roll-out to the sampled step, batched CFG
 Precision as the script's fp16 training: trainable student and fake score in fp32 under fp16
 autocast with a gradient scaler, frozen teacher and text encoder in fp16; fp32 throughout on
 CPU. Not reproduced: the script's 8-bit AdamW (plain torch AdamW here), its T = 900 trajectory
-(the project's b_k for T = 1000), its learning-rate schedule (no compute), xformers attention
-(the backbone's default attention).
+(the project's b_k for T = 1000, or the config's explicit `timesteps`), its learning-rate schedule
+(no compute), xformers attention (the backbone's default attention).
+
+With explicit student timesteps (TDMConfig.timesteps, four of them) the layout runs on those: the
+roll-out visits them, and a segment k starts at t_mid = b_{k-1} + 1 (0 for k = 1), the script's
+(k - 1) T / K moved to the given bounds.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from methods.common.errors import UserError
 from methods.common.schedule import x0_to_eps
 
 from . import objective as obj
@@ -50,6 +55,14 @@ NOT_REPRODUCED = [
 ]
 
 
+def not_reproduced(setup: "ScriptSetup") -> list[str]:
+    """NOT_REPRODUCED, its trajectory line naming the student timesteps this layout ran on."""
+    if not setup.timesteps:
+        return list(NOT_REPRODUCED)
+    line = f"the T = 900 trajectory: the config's explicit student timesteps {tuple(setup.timesteps)}"
+    return [line if item.startswith("the T = 900 trajectory") else item for item in NOT_REPRODUCED]
+
+
 @dataclass
 class ScriptSetup:
     """What one iteration of the script needs: the backbone (its roles and trainable modules),
@@ -61,6 +74,19 @@ class ScriptSetup:
     guidance: float
     device: torch.device
     T: int = 1000
+    timesteps: tuple[int, ...] = ()  # the student's explicit timesteps, noise first; (): b_k = kT/K - 1
+
+    @property
+    def bounds(self) -> list[int]:
+        """[b_0 = CLEAN, b_1, ..., b_K] of the student's trajectory."""
+        return obj.interval_bounds(K, self.T, self.timesteps)
+
+    @property
+    def segment_starts(self) -> list[int]:
+        """t_mid of segments k = 1..K: the script's (k - 1) T / K, or b_{k-1} + 1 on explicit timesteps."""
+        if not self.timesteps:
+            return [(k - 1) * self.T // K for k in range(1, K + 1)]
+        return [b + 1 for b in self.bounds[:K]]  # CLEAN + 1 = 0 for k = 1
 
     @property
     def roles(self):
@@ -87,14 +113,18 @@ def prepare(config: TrainConfig, device: torch.device | str) -> ScriptSetup:
     """The backbone with frozen networks in fp16 on a GPU (fp32 on CPU), and the optimisers."""
     device = torch.device(device)
     cuda = device.type == "cuda"
-    backbone = load_backbone(config, device, torch.float16 if cuda else torch.float32)
     method = config.method
+    if method.timesteps and len(method.timesteps) != K:
+        raise UserError(f"the official script's layout runs K = {K} student steps; timesteps="
+                        f"{list(method.timesteps)} has {len(method.timesteps)}: give {K} or timesteps=()")
+    backbone = load_backbone(config, device, torch.float16 if cuda else torch.float32)
     optimisers = {
         name: torch.optim.AdamW([p for p in backbone.modules[name].parameters() if p.requires_grad], lr=lr,
                                 betas=ADAM_BETAS, weight_decay=ADAM_WEIGHT_DECAY, eps=ADAM_EPS)
         for name, lr in (("student", method.lr_student), ("fake_score", method.lr_fake))}
     scalers = {name: torch.amp.GradScaler(device.type, enabled=cuda) for name in optimisers}
-    return ScriptSetup(backbone, optimisers, scalers, method.guidance, device, method.num_train_timesteps)
+    return ScriptSetup(backbone, optimisers, scalers, method.guidance, device, method.num_train_timesteps,
+                       tuple(method.timesteps))
 
 
 # --- the script's steps --------------------------------------------------------------------------
@@ -113,7 +143,7 @@ def rollout(setup: ScriptSetup, noise: torch.Tensor, cond: dict) -> torch.Tensor
     """Step 1: states[k] = x_{t_k} for k = K..1 (states[0]: the generated sample), no CFG, no grad.
 
     All K student calls run over the whole batch, whatever segments are drawn afterwards."""
-    roles, bounds = setup.roles, obj.interval_bounds(K, setup.T)
+    roles, bounds = setup.roles, setup.bounds
     n, x = len(noise), noise
     states = [None] * (K + 1)
     with torch.no_grad(), setup.autocast():
@@ -128,10 +158,11 @@ def rollout(setup: ScriptSetup, noise: torch.Tensor, cond: dict) -> torch.Tensor
 
 def draw_segment(setup: ScriptSetup, rng: BatchRandom) -> Segment:
     """k ~ U{1..K} per sample; t_mid = (k - 1) T / K, the segment's start (0 for k = 1), as the
-    script sets it; tau ~ U[max(20, t_mid), T - 10), the script's range without --use_separate."""
-    bounds = torch.tensor(obj.interval_bounds(K, setup.T), device=rng.device)
+    script sets it (b_{k-1} + 1 on explicit timesteps); tau ~ U[max(20, t_mid), T - 10), the
+    script's range without --use_separate."""
+    bounds = torch.tensor(setup.bounds, device=rng.device)
     k = rng.randint(K) + 1
-    t_mid = (k - 1) * setup.T // K
+    t_mid = torch.tensor(setup.segment_starts, device=rng.device)[k - 1]
     low, high = obj.SCRIPT_TAU_MARGINS  # [max(20, t_mid), T - 10): the script without --use_separate
     tau = obj.sample_tau(t_mid.clamp(min=low), torch.full_like(t_mid, setup.T - high), rng.rand())
     return Segment(k, bounds[k], t_mid, tau)
@@ -262,7 +293,7 @@ def measure_official_layout(config: TrainConfig, device: torch.device | str | No
         "precision": ("student and fake score fp32 under fp16 autocast with a GradScaler each; teacher and text "
                       "encoder fp16") if cuda else "fp32 (CPU: no autocast, no scaler)",
         "optimiser": "torch.optim.AdamW, betas (0, 0.95), weight decay 0.01, learning rates from the config",
-        "not_reproduced": NOT_REPRODUCED,
+        "not_reproduced": not_reproduced(setup),
         "iterations": iterations, "timed_iterations": max(timed, 0), "batch_size": batch_size,
         "seconds_per_iteration": seconds,
         "samples_per_second": batch_size / seconds if seconds else None,

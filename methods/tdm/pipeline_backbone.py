@@ -19,6 +19,7 @@ from methods.common.adapters import UNetAdapter
 from methods.common.errors import UserError
 from methods.common.pipeline_io import SD_COMPONENTS, check_pipeline_folder
 from methods.common.schedule import NoiseSchedule
+from methods.common.solvers import trailing_timesteps
 from methods.common.worlds import world
 
 from .config import TrainConfig
@@ -200,7 +201,11 @@ class PipelineBackbone:
         return self.device_batch(self.host_batch(rng, step))
 
     def export(self, student, out: Path, K: int) -> Path:
-        """A pipeline folder of the teacher's class whose denoiser is the student for K steps (CFG baked in)."""
+        """A pipeline folder of the teacher's class whose denoiser is the student for K steps (CFG baked in).
+
+        Its DPM-Solver++ with trailing spacing samples K steps on b_k = kT/K - 1. A student trained on
+        explicit timesteps (TDMConfig.timesteps) is sampled on them with `pipe(..., timesteps=[...])`,
+        which this scheduler takes (its config cannot hold a list): the card records the list and says so."""
         from diffusers import DPMSolverMultistepScheduler
 
         model = copy.deepcopy(student).to("cpu").float()
@@ -216,9 +221,18 @@ class PipelineBackbone:
         components = {**self.pipe.components, self.DENOISER: model, "scheduler": scheduler}
         settings = {k: v for k, v in self.pipe.config.items() if not k.startswith("_") and k not in components}
         type(self.pipe)(**components, **settings).save_pretrained(str(out))
-        scheduler.set_timesteps(K)
-        write_student_card(out, self.config, K, [int(t) for t in scheduler.timesteps], lora_dir,
-                           self.LORA_HOW_TO_LOAD if lora_dir else None)
+        explicit = list(self.config.method.timesteps)
+        if explicit:
+            scheduler.set_timesteps(timesteps=explicit)
+        else:
+            scheduler.set_timesteps(K)
+        timesteps = [int(t) for t in scheduler.timesteps]
+        write_student_card(out, self.config, K, timesteps, lora_dir, self.LORA_HOW_TO_LOAD if lora_dir else None)
+        if explicit:
+            add_to_card(out, sampling=f"pipe(prompt, timesteps={timesteps}, guidance_scale=1) with the folder's "
+                                      "DPMSolverMultistepScheduler; num_inference_steps alone samples on trailing "
+                                      f"b_k = kT/K - 1, {trailing_timesteps(K, self.config.method.num_train_timesteps)}"
+                                      ", not this student's timesteps")
         return out
 
 
@@ -250,6 +264,14 @@ def merge_lora(model) -> None:
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
     model.__dict__.pop("peft_config", None)
+
+
+def add_to_card(out: Path, **fields) -> None:
+    """Fields added to an exported student's tdm_student.json."""
+    path = out / "tdm_student.json"
+    card = json.loads(path.read_text())
+    card.update(fields)
+    path.write_text(json.dumps(card, indent=2, default=list))
 
 
 def write_student_card(out: Path, config: TrainConfig, K: int, timesteps, lora_dir, lora_how_to_load=None) -> None:

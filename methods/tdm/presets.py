@@ -34,9 +34,12 @@ PAPER = {
 # - LoRA (the released Luo-Yihong/TDM_CogVideoX-2B_LoRA is one); rank 64: neither the paper nor the
 #   TDM README states the released rank. Student and fake score both train LoRAs; lora_rank=0 trains
 #   all 1.69 B weights of each (about 54 GB of fp32 weights, gradients and AdamW states together).
-# - K = 4. The released LoRA was trained on the timesteps [999, 856, 665, 399]; this trainer's
-#   student timesteps are b_k = kT/K - 1, i.e. [999, 749, 499, 249] (there is no setting for an
-#   explicit list yet), and the export samples on those (backbones_cogvideox.py).
+# - K = 4 on the released LoRA's timesteps [999, 856, 665, 399] (Luo-Yihong/TDM_CogVideoX-2B_LoRA,
+#   whose README finds uniform spacing worse), not b_k = kT/K - 1 = [999, 749, 499, 249]
+#   (timesteps= gives those). The segments and the paper's tau intervals follow the list:
+#   [0, 399) for the clean sample, [399, 665), [665, 856), [856, 999). The exported folder's
+#   stock CogVideoXDDIMScheduler cannot step along the list: its card says to sample with
+#   baselines.cogvideox_scheduler.CogVideoXTimestepsDDIMScheduler and timesteps=[999, 856, 665, 399].
 # - guidance 6: CogVideoXPipeline's default CFG scale, with which the teacher is sampled (Table 4's
 #   teacher row); the student matches the teacher as it is used.
 # - learning rates 10x App. D's full-weight ones (2e-6 / 2e-5, SD-1.5 and PixArt), the usual
@@ -47,8 +50,9 @@ PAPER = {
 #   before gradient checkpointing's recomputation.
 # - gradient checkpointing: 17,550 video tokens and 226 text tokens per clip in full 3D attention.
 PAPER["cogvideox-2b"] = dict(
-    backbone="cogvideox", teacher="THUDM/CogVideoX-2b", steps=(4,), lora_rank=64, guidance=6.0,
-    lr_student=2e-5, lr_fake=2e-4, batch_size=8, iterations=500, checkpoint_every=100, gradient_checkpointing=True)
+    backbone="cogvideox", teacher="THUDM/CogVideoX-2b", steps=(4,), timesteps=(999, 856, 665, 399), lora_rank=64,
+    guidance=6.0, lr_student=2e-5, lr_fake=2e-4, batch_size=8, iterations=500, checkpoint_every=100,
+    gradient_checkpointing=True)
 
 # The official demo script (train_tdm_demo.py of Luo-Yihong/TDM, run with its README's flags:
 # --use_huber --use_separate, cosine_with_restarts with 50 warm-up steps, 10001 max steps) as

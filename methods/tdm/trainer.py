@@ -125,7 +125,8 @@ def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, unco
     ms = [draws.m, draws.m_generator] if fresh else [draws.m]
     hosts = [draws.m_host, draws.m_generator_host] if fresh else [draws.m_host]
     states = rollout_segments(roles.student, roles.schedule, noise, cond, K, ms, cfg.solver, step_cond,  # lines 3-4
-                              cfg.num_train_timesteps, draws.depth, hosts if options.rollout_rows else None)
+                              cfg.num_train_timesteps, draws.depth, hosts if options.rollout_rows else None,
+                              cfg.timesteps)
     if options.micro_batches > 1:
         return _accumulated_step(cfg, roles, optimisers, states[0], states[-1], cond, uncond, draws, step_cond,
                                  accelerator, options)

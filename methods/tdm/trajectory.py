@@ -8,6 +8,10 @@ indexing, no per-row Python), so an iteration can be captured as a CUDA graph: p
 timesteps come from a table of the boundaries indexed by m, and rows are picked with
 `torch.where`. The roll-out can skip rows that are already where they need to be
 (`rollout_rows`), which saves student calls but makes shapes depend on the draw of m.
+
+The boundaries are b_k = kT/K - 1, or the student's explicit timesteps (`timesteps`, noise
+first: TDMConfig.timesteps), which the roll-out records in its RolloutState so that the step
+with gradient takes the same ones.
 """
 from __future__ import annotations
 
@@ -29,9 +33,10 @@ class RolloutState:
     x0_prev: torch.Tensor    # (n, ...) the student's x0 prediction at the step before (DPM-Solver++), zeros at m = K - 1
     m: torch.Tensor          # (n,) segment index, 0..K-1
     K: int
+    timesteps: tuple[int, ...] = ()  # the student's explicit timesteps, noise first; (): b_k = kT/K - 1
 
     def rows(self, part: slice) -> "RolloutState":
-        return RolloutState(self.x_start[part], self.x0_prev[part], self.m[part], self.K)
+        return RolloutState(self.x_start[part], self.x0_prev[part], self.m[part], self.K, self.timesteps)
 
 
 @dataclass
@@ -45,11 +50,12 @@ class TrajectorySample:
 _BOUNDS: dict = {}
 
 
-def bounds_table(K: int, T: int, device) -> torch.Tensor:
-    """[b_0, ..., b_K] as a long tensor on `device` (cached, so a captured graph never copies it)."""
-    key = (K, T, torch.device(device))
+def bounds_table(K: int, T: int, device, timesteps: tuple[int, ...] = ()) -> torch.Tensor:
+    """[b_0, ..., b_K] as a long tensor on `device` (cached, so a captured graph never copies it);
+    `timesteps` as in `objective.interval_bounds`."""
+    key = (K, T, tuple(timesteps), torch.device(device))
     if key not in _BOUNDS:
-        _BOUNDS[key] = torch.tensor(interval_bounds(K, T), dtype=torch.long, device=device)
+        _BOUNDS[key] = torch.tensor(interval_bounds(K, T, tuple(timesteps)), dtype=torch.long, device=device)
     return _BOUNDS[key]
 
 
@@ -79,7 +85,7 @@ def _padded_rows(needed: torch.Tensor, device) -> torch.Tensor:
 
 def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor, solver: str = "ddim",
             step_cond: torch.Tensor | None = None, T: int = 1000, depth: int | None = None,
-            m_host: torch.Tensor | None = None) -> RolloutState:
+            m_host: torch.Tensor | None = None, timesteps: tuple[int, ...] = ()) -> RolloutState:
     """Roll the student out from noise at b_K, without gradient, to each row's segment start b_{m+1}.
 
     The roll-out goes down to segment `depth` (default: min(m), read from the device). Several
@@ -94,18 +100,23 @@ def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch
     result is then dropped), so the student sees at most ROW_BUCKETS batch sizes per step: cuDNN
     plans its convolutions and attention per shape, and a new shape every iteration costs more
     host time than the rows saved.
+
+    `timesteps`: the student's explicit timesteps b_K > ... > b_1 (TDMConfig.timesteps); (): kT/K - 1.
     """
     hosts = None if m_host is None else [m_host]
-    return rollout_segments(student, schedule, noise, cond, K, [m], solver, step_cond, T, depth, hosts)[0]
+    return rollout_segments(student, schedule, noise, cond, K, [m], solver, step_cond, T, depth, hosts,
+                            timesteps)[0]
 
 
 def rollout_segments(student, schedule, noise: torch.Tensor, cond: dict, K: int, ms: list[torch.Tensor],
                      solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
-                     depth: int | None = None, m_hosts: list[torch.Tensor] | None = None) -> list[RolloutState]:
+                     depth: int | None = None, m_hosts: list[torch.Tensor] | None = None,
+                     timesteps: tuple[int, ...] = ()) -> list[RolloutState]:
     """`rollout` for several segment draws of the same rows in one pass (the official script's
     fresh segment for the generator update): one RolloutState per tensor of `ms`. A row is
     rolled out as deep as the deepest of its segments needs."""
-    bounds = interval_bounds(K, T)
+    timesteps = tuple(timesteps)
+    bounds = interval_bounds(K, T, timesteps)
     depth = min(int(m.min()) for m in ms) if depth is None else depth
     deepest = None if m_hosts is None else functools.reduce(torch.minimum, m_hosts)
     x, x0_prev = noise, torch.zeros_like(noise)
@@ -130,13 +141,14 @@ def rollout_segments(student, schedule, noise: torch.Tensor, cond: dict, K: int,
             for r, m in enumerate(ms):
                 here = (m == j - 2).view(shape)  # rows whose segment starts at b_{j-1}
                 starts[r] = (torch.where(here, x, starts[r][0]), torch.where(here, x0_prev, starts[r][1]))
-    return [RolloutState(x_start, x0_prev_start, m, K) for (x_start, x0_prev_start), m in zip(starts, ms)]
+    return [RolloutState(x_start, x0_prev_start, m, K, timesteps) for (x_start, x0_prev_start), m in zip(starts, ms)]
 
 
 def segment_step(student, schedule, state: RolloutState, cond: dict, solver: str = "ddim",
                  step_cond: torch.Tensor | None = None, T: int = 1000) -> TrajectorySample:
-    """The student's step from b_{m+1} to b_m for every row, with gradient when grad is enabled."""
-    bounds = bounds_table(state.K, T, state.x_start.device)
+    """The student's step from b_{m+1} to b_m for every row, with gradient when grad is enabled,
+    on the bounds the roll-out took (`state.timesteps`)."""
+    bounds = bounds_table(state.K, T, state.x_start.device, state.timesteps)
     m = state.m
     t_cur, t_i = bounds[m + 1], bounds[m]
     x0_hat = student.x0(state.x_start, t_cur, cond, step_cond)
@@ -149,7 +161,8 @@ def script_level(schedule, state: RolloutState, sample: TrajectorySample) -> Tra
     """The segment's sample as the official script takes it: x0_hat re-noised with the step's implied
     noise (DDIM) to t_mid = b_m + 1 (0 for the last segment) instead of b_m (`interval="script"`).
     The script's trajectory boundaries are b_k = kT/K - 1 like the project's, but it diffuses from
-    one timestep above the sample's level, and from timestep 0 rather than the clean sample."""
+    one timestep above the sample's level, and from timestep 0 rather than the clean sample. With
+    explicit timesteps the same rule holds on their bounds."""
     alpha, sigma = schedule.alpha_sigma(sample.t_next, state.x_start)
     eps_hat = x0_to_eps(state.x_start, sample.x0_hat, alpha, sigma)
     t_mid = sample.t_i + 1  # CLEAN (-1) + 1 = 0
@@ -158,9 +171,10 @@ def script_level(schedule, state: RolloutState, sample: TrajectorySample) -> Tra
 
 def student_trajectory(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch.Tensor,
                        solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
-                       depth: int | None = None, m_host: torch.Tensor | None = None) -> TrajectorySample:
+                       depth: int | None = None, m_host: torch.Tensor | None = None,
+                       timesteps: tuple[int, ...] = ()) -> TrajectorySample:
     """x_{t_m} for each sample's segment index m (n,) in 0..K-1, from noise at b_K (see `rollout`)."""
-    state = rollout(student, schedule, noise, cond, K, m, solver, step_cond, T, depth, m_host)
+    state = rollout(student, schedule, noise, cond, K, m, solver, step_cond, T, depth, m_host, timesteps)
     return segment_step(student, schedule, state, cond, solver, step_cond, T)
 
 
