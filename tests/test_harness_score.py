@@ -14,8 +14,8 @@ from harness import score
 from harness.metrics.aesthetic import HEAD_FILE
 from harness.metrics.registry import METRICS, get_metric
 from methods.common.errors import UserError
+from metric_weights import HEAD_REPO, SHARED_HEAD, write_clip
 
-SHARED_HEAD = Path(__file__).resolve().parents[2] / "shared" / "weights" / "laion-aesthetic" / HEAD_FILE
 PROMPTS = ["a red cube", "two blue spheres", "a green cone on a white floor", "a small purple diamond", "a cat"]
 
 
@@ -34,30 +34,12 @@ def _folder(path: Path, n: int = 5, seed: int = 0, styles: bool = False) -> Path
 
 @pytest.fixture(scope="module")
 def weights_root(tmp_path_factory):
-    """<root>/openai/clip-vit-large-patch14: a tiny random CLIPModel with ViT-L/14's 768-d projection."""
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig,
-                              CLIPTokenizerFast, CLIPVisionConfig)
-
-    from methods.common.worlds import world
-
+    """<root>/openai/clip-vit-large-patch14 (a tiny random CLIPModel with ViT-L/14's 768-d projection) and,
+    where the shared copy is there, the real LAION head (tests/metric_weights.py)."""
     root = tmp_path_factory.mktemp("weights")
-    tokenizer = CLIPTokenizerFast.from_pretrained(str(world("tiny-sd15").PIPELINE / "tokenizer"), model_max_length=77)
-    torch.manual_seed(0)
-    text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                          num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                          projection_dim=768)
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=32, patch_size=16, projection_dim=768)  # as in the real repository's config
-    model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=768))
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
-                                                                 crop_size={"height": 32, "width": 32}),
-                              tokenizer=tokenizer)
-    clip = root / "openai" / "clip-vit-large-patch14"
-    model.save_pretrained(clip)
-    processor.save_pretrained(clip)
+    write_clip(root)
     if SHARED_HEAD.is_file():
-        head = root / "christophschuhmann" / "improved-aesthetic-predictor"
+        head = root / HEAD_REPO
         head.mkdir(parents=True)
         shutil.copy(SHARED_HEAD, head / HEAD_FILE)
     return root
