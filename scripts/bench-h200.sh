@@ -9,7 +9,8 @@
 #             checkpointing; 2 micro-batches (SD15_FAST=1 skips the last two)
 #   large     PixArt-alpha at the paper's batch 32 (4 micro-batches) and SDXL LoRA (beside the official structure)
 #   cell      one full-scale Table 5 cell (TDM-4step, seed 0)
-#   sd15-compile  SD-1.5 with compile_scope=blocks (regional compilation) and channels-last
+#   sd15-compile  SD-1.5 with compile_scope=blocks (regional compilation) and channels-last, eager and with CUDA
+#             graphs (the latter beside the official structure; about 3 minutes each, mostly compilation)
 #   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
@@ -49,7 +50,8 @@ if want sd15; then
 fi
 if want sd15-compile; then
   [ -d /tmp/sd15 ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
-  bench tdm-sd15-compile-blocks-h200 540 --pipeline /tmp/sd15 --iterations 30 --no-reference compile=true compile_scope=blocks channels_last=true
+  bench tdm-sd15-compile-blocks-h200 360 --pipeline /tmp/sd15 --iterations 14 --no-reference compile=true compile_scope=blocks channels_last=true
+  bench tdm-sd15-compile-blocks-graphs-h200 440 --pipeline /tmp/sd15 --iterations 24 compile=true compile_scope=blocks channels_last=true execution=cuda_graph
 fi
 if want metrics; then
   stamp hps-throughput
