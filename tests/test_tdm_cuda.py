@@ -17,7 +17,9 @@ eager run of the same preset:
 The presets' default per-dimension importance weights are used (the paper's whole-sample ones
 would turn rounding into large weight changes: their log is a sum over 1,024 latent dimensions).
 
-Run on a GPU machine: python -m pytest -m gpu tests/test_tdm_cuda.py -s
+At SD-1.5 size (random weights) the compiled, channels-last, graphed path is compared with eager
+(marked slow too). Run on a GPU machine: python -m pytest -m gpu tests/test_tdm_cuda.py -s
+(all; `-m "gpu and not slow"` leaves out the SD-1.5 one)
 """
 import json
 from pathlib import Path
@@ -50,7 +52,7 @@ def _assert_close(what: str, reference: list[dict], other: list[dict], tolerance
     differences = [abs(b[key] - a[key]) / abs(a[key])
                    for a, b in zip(reference, other) for key in ("loss/fake_score", "loss/student")]
     mean = sum(differences) / len(differences)
-    print(f"{what}: relative difference of the logged losses over {ITERATIONS} iterations: "
+    print(f"{what}: relative difference of the logged losses over {len(reference)} iterations: "
           f"mean {mean:.2e}, largest {max(differences):.2e}")
     assert max(differences) < tolerance[0] and mean < tolerance[1], what
 
@@ -67,3 +69,35 @@ def test_per_row_roll_outs_train_like_every_row_ones(tmp_path, preset):
     every_row = _run(preset, tmp_path / "every", "eager", rollout="every_row")
     per_row = _run(preset, tmp_path / "per-row", "eager")
     _assert_close(f"{preset} eager per row vs every row", every_row, per_row, SHAPE_TOLERANCE)
+
+
+def test_stratified_graphs_replay_eager_ones(tmp_path):
+    """segments=stratified: the roll-out's fixed shapes per step are captured like the rest."""
+    eager = _run("tiny-sd15-4step", tmp_path / "eager", "eager", segments="stratified")
+    graph = _run("tiny-sd15-4step", tmp_path / "graph", "cuda_graph", segments="stratified")
+    _assert_close("tiny-sd15-4step stratified graph vs eager", eager, graph, REPLAY_TOLERANCE)
+
+
+SD15_ITERATIONS = 12
+
+
+@pytest.mark.slow
+def test_sd15_compiled_graphed_iterations_train_like_eager_ones(tmp_path):
+    """At SD-1.5 size (random weights, 512 px, batch 16, bf16): regional compilation, channels-last
+    and CUDA graphs against eager, both with stratified segments, for 12 iterations. Compiled
+    kernels fuse and round differently, so the tolerance is the change-of-shapes one.
+    About 4 minutes on an H200, mostly compilation."""
+    from methods.common.random_pipelines import BUILDERS
+    from methods.tdm.bench import bench_config
+
+    pipeline = Path("/tmp/sd15")
+    if not (pipeline / "model_index.json").is_file():
+        BUILDERS["sd15"](str(pipeline))
+    runs = {}
+    for name, overrides in {"eager": [], "fast": ["compile=true", "compile_scope=blocks", "channels_last=true",
+                                                 "execution=cuda_graph"]}.items():
+        config = bench_config("sd15", str(pipeline), tmp_path / name, 16, SD15_ITERATIONS,
+                              ["segments=stratified", *overrides])
+        train(config, "cuda", show_progress=False)
+        runs[name] = [json.loads(line) for line in (tmp_path / name / "run" / "losses.jsonl").read_text().splitlines()]
+    _assert_close("sd15 compiled + graphs vs eager (stratified)", runs["eager"], runs["fast"], SHAPE_TOLERANCE)

@@ -18,7 +18,7 @@ from harness.worlds.gmm import sd15_schedule
 from methods.tdm.objective import CLEAN, interval_bounds
 from methods.tdm.presets import resolve
 from methods.tdm.train import train
-from methods.tdm.trajectory import _per_row_step, _step, rollout
+from methods.tdm.trajectory import _per_row_step, _step, rollout, rollout_segments
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SCHEDULE = sd15_schedule()
@@ -69,6 +69,51 @@ def test_rolling_out_only_the_rows_that_need_it_gives_the_same_states(solver):
     needed = [int((m <= j - 2).sum()) for j in range(K, 1, -1)]  # 1.5 calls per row for uniform m
     assert some.rows == sum(needed)  # on a CPU no padding (a GPU pads to multiples of n / 8)
     assert some.rows < every.rows
+
+
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp"])
+def test_stratified_segments_roll_out_the_same_states_in_fixed_shapes(solver):
+    """Each segment on n / K rows: the roll-out runs exactly the rows each step needs, (j - 1) n / K
+    of them at step b_j -> b_{j-1} whatever the draw, and every row ends where rolling out all rows puts it."""
+    from methods.tdm.randomness import BatchRandom, draw_segments
+
+    K, n = 4, 32
+    g = torch.Generator().manual_seed(2)
+    noise, scale = torch.randn(n, 2, generator=g), torch.rand(n, 1, generator=g) + 0.5
+    for draw in range(3):
+        m = draw_segments(BatchRandom(torch.Generator().manual_seed(draw), n), K, stratified=True)
+        every, strata = CountingStudent(), CountingStudent()
+        calls = []
+        strata.x0 = (lambda inner: lambda x, *a: calls.append(len(x)) or inner(x, *a))(strata.x0)
+        full = rollout(every, SCHEDULE, noise, {"scale": scale}, K, m, solver)
+        (rows,) = rollout_segments(strata, SCHEDULE, noise, {"scale": scale}, K, [m], solver, strata=True)
+        torch.testing.assert_close(rows.x_start, full.x_start, rtol=0, atol=1e-6)
+        torch.testing.assert_close(rows.x0_prev, full.x0_prev, rtol=0, atol=1e-6)
+        assert calls == [24, 16, 8]  # 1.5 calls per row, the same shapes for every draw
+        assert every.rows == n * (K - 1)
+
+
+def test_stratified_segments_are_uniform_per_row_and_balanced_per_block():
+    from methods.tdm.randomness import BatchRandom, draw_segments
+
+    K, n, draws = 4, 64, 400
+    ms = torch.stack([draw_segments(BatchRandom(torch.Generator().manual_seed(s), n), K, stratified=True)
+                      for s in range(draws)])
+    for block in ms.view(draws, n // K, K):  # every K consecutive rows: a permutation of the K segments
+        assert torch.equal(block.sort(dim=1).values, torch.arange(K).expand(n // K, K))
+    frequency = torch.stack([(ms == k).float().mean(0) for k in range(K)])  # per row, over draws
+    assert (frequency - 1 / K).abs().max() < 0.1  # uniform: 400 draws give a std of about 0.022
+    assert not torch.equal(ms[0], ms[1])
+    with pytest.raises(ValueError, match="multiple of K = 3"):
+        draw_segments(BatchRandom(torch.Generator(), 16), 3, stratified=True)
+
+
+def test_stratified_segments_need_a_batch_of_multiples_of_every_K():
+    from methods.tdm.config import TDMConfig
+
+    TDMConfig(steps=(1, 2, 4), batch_size=16, segments="stratified")
+    with pytest.raises(ValueError, match="multiple of every K"):
+        TDMConfig(steps=(1, 2, 3, 4), batch_size=16, segments="stratified")
 
 
 def test_rows_are_padded_to_few_batch_sizes_on_a_gpu_only():
@@ -135,6 +180,21 @@ def test_training_with_per_row_and_every_row_roll_outs_agree(tmp_path, preset):
         _run(preset, tmp_path / rollout, iterations=4, batch_size=16, importance_weights="per_dim_mean",
              rollout=rollout)
         losses[rollout] = _losses(tmp_path / rollout)
+    for a, b in zip(losses["auto"], losses["every_row"]):
+        for key in ("loss/fake_score", "loss/student"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+
+
+@pytest.mark.parametrize("preset", ["tiny-sd15-4step", "tiny-sd15-unify"])
+def test_training_with_strata_and_every_row_roll_outs_agree(tmp_path, preset):
+    """segments=stratified rolls out only the rows each step needs, in fixed shapes; the training
+    is the one that rolls every row out, to float32 rounding."""
+    losses, summaries = {}, {}
+    for rollout in ("auto", "every_row"):
+        summaries[rollout] = _run(preset, tmp_path / rollout, iterations=3, batch_size=16, segments="stratified",
+                                  rollout=rollout)
+        losses[rollout] = _losses(tmp_path / rollout)
+    assert summaries["auto"]["rollout"] == "strata" and summaries["every_row"]["rollout"] == "every_row"
     for a, b in zip(losses["auto"], losses["every_row"]):
         for key in ("loss/fake_score", "loss/student"):
             assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)

@@ -203,7 +203,7 @@ def test_a_whole_iteration_matches_the_scripts_updates_in_float64():
                            [(d["u_fake"], d["xi_fake"])], (d["u_gen"], d["xi_gen"]), d["k_gen"] - 1, d["k_gen"] - 1)
     optimisers = {"student": adamw(student, cfg.lr_student), "fake_score": adamw(fake, cfg.lr_fake)}
     losses = train_step(cfg, roles, optimisers, noise, cond, uncond, draws, K, None, None,
-                        StepOptions(rollout_rows=True))
+                        StepOptions(rollout="per_row"))
 
     script = Script(ref_student, ref_fake, teacher)
     states = script.rollout(noise, cond)

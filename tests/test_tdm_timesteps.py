@@ -152,7 +152,7 @@ def test_a_training_step_visits_the_timesteps_and_draws_tau_in_their_intervals(i
     draws = draw_iteration(rng, 4, cfg.fake_updates, (2,), dtype=torch.float64)
     assert set(draws.m.tolist()) == {0, 1, 2, 3}
     train_step(cfg, roles, optimisers, noise, {"class": labels}, None, draws, 4,
-               options=StepOptions(rollout_rows=per_row))
+               options=StepOptions(rollout="per_row" if per_row else "every_row"))
     assert roles.student.seen() == set(RELEASED)  # roll-out and the step with gradient: only these
     bounds = [obj.CLEAN, 399, 665, 856, 999]
     for call in roles.fake_score.calls:  # the fake-score update, then the generator's (no grad)

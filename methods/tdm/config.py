@@ -45,6 +45,10 @@ class TDMConfig:
     batch_size: int = 256                # App. D, SD-1.5
     num_train_timesteps: int = 1000      # T
     step_conditioning: bool = True       # inject K into student and fake score (Eq. 8); False: Table 5 ablation
+    segments: str = "iid"                # how rows get their segment m (Alg. 1 line 4): "iid": uniform per row |
+                                         # "stratified": every K consecutive rows of the batch take the K segments
+                                         # in a random order (uniform per row, each segment 1/K of the batch: the
+                                         # roll-out then needs 1.5 student calls per row at K = 4 in fixed shapes)
     timesteps: tuple[int, ...] = ()      # the student's K timesteps, noise first, strictly decreasing in [1, T - 1]
                                          # (one K only, not TDM-unify); (): b_k = kT/K - 1, e.g. 999, 749, 499, 249.
                                          # The segments' bounds and tau intervals follow them (objective.interval_bounds)
@@ -58,6 +62,7 @@ class TDMConfig:
         _check_choice("loss_space", self.loss_space, LOSS_SPACES)
         _check_choice("generator_segment", self.generator_segment, GENERATOR_SEGMENTS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("segments", self.segments, SEGMENT_DRAWS)
         bad = [K for K in self.steps if K not in ALLOWED_STEPS]
         if not self.steps or bad:
             raise ValueError(f"steps must be a non-empty list drawn from {list(ALLOWED_STEPS)}, got {list(self.steps)}")
@@ -79,6 +84,9 @@ class TDMConfig:
                              "use solver='ddim'")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.segments == "stratified" and any(self.batch_size % K for K in self.steps):
+            raise ValueError(f"segments='stratified' gives each of the K segments batch_size / K rows: "
+                             f"batch_size={self.batch_size} must be a multiple of every K in steps={list(self.steps)}")
         if not (self.guidance >= 0 and math.isfinite(self.guidance)):
             raise ValueError(f"guidance must be 0 or more (1: no guidance), got {self.guidance}")
         if not (self.fisher_alpha >= 0 and math.isfinite(self.fisher_alpha)):
@@ -123,6 +131,7 @@ MATCHES = ("noisy", "clean")
 LOSS_SPACES = ("x_i", "x0_hat")
 GENERATOR_SEGMENTS = ("shared", "fresh")
 LR_SCHEDULES = ("constant", "cosine_with_restarts")
+SEGMENT_DRAWS = ("iid", "stratified")
 ALLOWED_STEPS = (1, 2, 3, 4, 5, 6, 8)  # K must divide the schedule into intervals of >= 125 timesteps
 
 
@@ -167,9 +176,9 @@ class TrainConfig:
     # How iterations execute (see train.py); none of these changes what is computed.
     execution: str = "eager"             # "eager" | "cuda_graph": whole iterations captured (one CUDA
                                          # process; eager elsewhere)
-    rollout: str = "auto"                # "auto": eager single-process runs roll out only the rows that
-                                         # need each step (fewer calls, varying shapes); "every_row":
-                                         # fixed shapes, as graphs and compiled networks always do
+    rollout: str = "auto"                # "auto": roll out only the rows that need each step: in fixed shapes
+                                         # with segments="stratified" (every execution), else in varying shapes
+                                         # (eager single-process runs only); "every_row": every row, fixed shapes
     compile: bool = False                # torch.compile the three networks (inductor's default mode)
     compile_scope: str = "networks"      # "networks": each whole network; "blocks": only the repeated blocks
                                          # (resnets, transformer blocks), compiled once for all three networks

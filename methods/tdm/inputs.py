@@ -35,7 +35,8 @@ class StepInputs(torch.utils.data.Dataset):
         K = rng.choice(method.steps)  # TDM-unify: one K per iteration, the same on every process
         batch = self.backbone.host_batch(rng, step)
         draws = draw_iteration(rng, K, method.fake_updates, tuple(self.backbone.latent_shape),
-                               fresh_generator_segment=method.generator_segment == "fresh")
+                               fresh_generator_segment=method.generator_segment == "fresh",
+                               stratified=method.segments == "stratified")
         return {"step": step, "K": K, "batch": batch, "draws": draws}
 
 

@@ -108,15 +108,29 @@ class IterationDraws:
         return [self.m, *[t for pair in self.fake for t in pair], *extra, *self.generator]
 
 
+def draw_segments(rng: BatchRandom, K: int, stratified: bool = False) -> torch.Tensor:
+    """Each global row's segment m in 0..K-1, uniform per row: independent draws, or (`stratified`)
+    a random order of the K segments in every K consecutive rows, so that each segment holds
+    1/K of the batch, and of every process's rows when those are a multiple of K."""
+    if not stratified:
+        return rng.randint_global(K)
+    if rng.global_size % K:
+        raise ValueError(f"stratified segments need a batch that is a multiple of K = {K}, got {rng.global_size}")
+    keys = torch.rand((rng.global_size // K, K), generator=rng.generator)
+    return keys.argsort(dim=1).flatten()
+
+
 def draw_iteration(rng: BatchRandom, K: int, fake_updates: int, shape: tuple[int, ...],
-                   dtype=torch.float32, fresh_generator_segment: bool = False) -> IterationDraws:
-    """The iteration's draws for this process's rows, on `rng`'s device (see IterationDraws)."""
-    m_global = rng.randint_global(K)
+                   dtype=torch.float32, fresh_generator_segment: bool = False,
+                   stratified: bool = False) -> IterationDraws:
+    """The iteration's draws for this process's rows, on `rng`'s device (see IterationDraws);
+    segments as `draw_segments` makes them."""
+    m_global = draw_segments(rng, K, stratified)
     fake = [(rng.rand(), rng.randn(*shape, dtype=dtype)) for _ in range(fake_updates)]
     depth = int(m_global.min())
     m_gen = m_gen_host = None
     if fresh_generator_segment:
-        m_gen_global = rng.randint_global(K)
+        m_gen_global = draw_segments(rng, K, stratified)
         depth = min(depth, int(m_gen_global.min()))
         m_gen_host = m_gen_global[rng.rows]
         m_gen = m_gen_host.to(rng.device)

@@ -147,8 +147,6 @@ def _execution(config: TrainConfig, accelerator) -> str:
 
 def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -> StepOptions:
     """Memory layout, checkpointing and compilation of the networks; how train_step runs."""
-    from accelerate.utils import DistributedType
-
     networks = [backbone.modules["student"], backbone.modules["fake_score"]]
     if config.gradient_checkpointing:
         if not all(hasattr(net, "enable_gradient_checkpointing") for net in networks):
@@ -161,13 +159,31 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
                 role.core.to(memory_format=torch.channels_last)
     if config.compile:
         _compile(backbone, config.compile_scope)
-    # Rolling out only the rows that need each step saves student calls but lets shapes vary:
-    # not under CUDA graphs (fixed shapes), compilation (a recompilation per shape) or FSDP
-    # (every process must make the same calls).
-    per_row = (config.rollout == "auto" and execution == "eager" and not config.compile
-               and accelerator.distributed_type != DistributedType.FSDP)
-    return StepOptions(rollout_rows=per_row, micro_batches=config.grad_accumulation,
+    return StepOptions(rollout=_rollout(config, accelerator, execution), micro_batches=config.grad_accumulation,
                        keep_grads=execution == "cuda_graph")
+
+
+def _rollout(config: TrainConfig, accelerator, execution: str) -> str:
+    """How the roll-out picks its rows (trainer.StepOptions.rollout); every choice computes the same.
+
+    Stratified segments let it run only the rows each step needs in shapes fixed by K, which every
+    execution takes. Otherwise rolling out only those rows lets shapes vary with the draw: not
+    under CUDA graphs (fixed shapes), compilation (a recompilation per shape) or FSDP (every
+    process must make the same calls).
+    """
+    from accelerate.utils import DistributedType
+
+    method = config.method
+    if config.rollout == "every_row":
+        return "every_row"
+    local_rows = method.batch_size // accelerator.num_processes
+    if (method.segments == "stratified" and method.generator_segment == "shared"
+            and not any(local_rows % K for K in method.steps)):
+        return "strata"
+    if (execution == "eager" and not config.compile
+            and accelerator.distributed_type != DistributedType.FSDP):
+        return "per_row"
+    return "every_row"
 
 
 # The blocks that make up most of each backbone's compute, by class name (diffusers').
@@ -290,7 +306,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         "mixed_precision": accelerator.mixed_precision, "num_processes": accelerator.num_processes,
         "distributed": accelerator.distributed_type.value, "device": str(accelerator.device),
         "execution": execution, "data_workers": workers,
-        "rollout": "per_row" if options.rollout_rows else "every_row",
+        "rollout": options.rollout,
     }
     trained = _plain_student(accelerator, backbone, student) if config.export else None
     if accelerator.is_main_process:

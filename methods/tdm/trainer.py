@@ -110,7 +110,9 @@ def _fisher_step(cfg, roles, sample, x, t_x, tau, noise, cond, uncond, step_cond
 @dataclass(frozen=True)
 class StepOptions:
     """How an iteration is executed; none of these changes what it computes."""
-    rollout_rows: bool = False   # roll out only the rows that need each step (fewer calls, shapes vary)
+    rollout: str = "every_row"   # "every_row": every row to the deepest segment (fixed shapes) | "per_row": only
+                                 # the rows that need each step, planned on the host (fewer calls, shapes vary) |
+                                 # "strata": the same rows in fixed shapes (needs segments="stratified")
     micro_batches: int = 1       # gradient accumulation: the rows in this many passes per update
     keep_grads: bool = False     # zero gradients in place instead of freeing them (CUDA graphs need fixed addresses)
 
@@ -125,8 +127,8 @@ def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, unco
     ms = [draws.m, draws.m_generator] if fresh else [draws.m]
     hosts = [draws.m_host, draws.m_generator_host] if fresh else [draws.m_host]
     states = rollout_segments(roles.student, roles.schedule, noise, cond, K, ms, cfg.solver, step_cond,  # lines 3-4
-                              cfg.num_train_timesteps, draws.depth, hosts if options.rollout_rows else None,
-                              cfg.timesteps)
+                              cfg.num_train_timesteps, draws.depth, hosts if options.rollout == "per_row" else None,
+                              cfg.timesteps, strata=options.rollout == "strata")
     if options.micro_batches > 1:
         return _accumulated_step(cfg, roles, optimisers, states[0], states[-1], cond, uncond, draws, step_cond,
                                  accelerator, options)

@@ -6,8 +6,9 @@ start of its chosen segment, b_{m+1}, and the step from b_{m+1} to b_m is taken 
 Both halves are written without reading the GPU from the host (no `.item()`, no boolean
 indexing, no per-row Python), so an iteration can be captured as a CUDA graph: per-row
 timesteps come from a table of the boundaries indexed by m, and rows are picked with
-`torch.where`. The roll-out can skip rows that are already where they need to be
-(`rollout_rows`), which saves student calls but makes shapes depend on the draw of m.
+`torch.where`. The roll-out can skip rows that are already where they need to be, which saves
+student calls: planned on the host from the draw of m (shapes then depend on the draw), or, with
+stratified segments (each 1/K of the rows), in shapes fixed by K (`strata`).
 
 The boundaries are b_k = kT/K - 1, or the student's explicit timesteps (`timesteps`, noise
 first: TDMConfig.timesteps), which the roll-out records in its RolloutState so that the step
@@ -111,11 +112,21 @@ def rollout(student, schedule, noise: torch.Tensor, cond: dict, K: int, m: torch
 def rollout_segments(student, schedule, noise: torch.Tensor, cond: dict, K: int, ms: list[torch.Tensor],
                      solver: str = "ddim", step_cond: torch.Tensor | None = None, T: int = 1000,
                      depth: int | None = None, m_hosts: list[torch.Tensor] | None = None,
-                     timesteps: tuple[int, ...] = ()) -> list[RolloutState]:
+                     timesteps: tuple[int, ...] = (), strata: bool = False) -> list[RolloutState]:
     """`rollout` for several segment draws of the same rows in one pass (the official script's
     fresh segment for the generator update): one RolloutState per tensor of `ms`. A row is
-    rolled out as deep as the deepest of its segments needs."""
+    rolled out as deep as the deepest of its segments needs.
+
+    `strata=True` says that each segment holds len(rows) / K of the rows (stratified draws, one
+    tensor in `ms`): the step b_j -> b_{j-1} then needs exactly (j - 1) n / K rows, the first ones
+    in the order of m, so each step runs the student on only those, in shapes fixed by K alone
+    (CUDA graphs and compiled networks take them) and without reading the GPU."""
     timesteps = tuple(timesteps)
+    n = len(noise)
+    if strata and (len(ms) != 1 or n % K):
+        raise ValueError(f"strata=True needs one segment draw with each of the K = {K} segments on n / K rows, "
+                         f"got {len(ms)} draws of {n} rows")
+    order = ms[0].argsort(stable=True) if strata else None  # rows by segment: those needing a step come first
     bounds = interval_bounds(K, T, timesteps)
     depth = min(int(m.min()) for m in ms) if depth is None else depth
     deepest = None if m_hosts is None else functools.reduce(torch.minimum, m_hosts)
@@ -124,7 +135,10 @@ def rollout_segments(student, schedule, noise: torch.Tensor, cond: dict, K: int,
     shape = (-1,) + (1,) * (noise.dim() - 1)
     with torch.no_grad():
         for j in range(K, depth + 1, -1):  # the step b_j -> b_{j-1}, needed by rows with m <= j - 2
-            index = None if deepest is None else _padded_rows(deepest <= j - 2, noise.device)
+            if strata:
+                index = order[:(j - 1) * n // K]
+            else:
+                index = None if deepest is None else _padded_rows(deepest <= j - 2, noise.device)
             if index is not None and not len(index):
                 continue  # none of this process's rows goes this deep (another process's do)
             x_j = _rows(x, index)
@@ -135,8 +149,9 @@ def rollout_segments(student, schedule, noise: torch.Tensor, cond: dict, K: int,
             if index is None:
                 x, x0_prev = x_next, x0
             else:
-                kept = int((deepest <= j - 2).sum())  # the padding rows come last and are dropped
-                index, x_next, x0 = index[:kept], x_next[:kept], x0[:kept]
+                if not strata:
+                    kept = int((deepest <= j - 2).sum())  # the padding rows come last and are dropped
+                    index, x_next, x0 = index[:kept], x_next[:kept], x0[:kept]
                 x, x0_prev = x.index_copy(0, index, x_next), x0_prev.index_copy(0, index, x0)
             for r, m in enumerate(ms):
                 here = (m == j - 2).view(shape)  # rows whose segment starts at b_{j-1}
