@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [large] [cell] [metrics]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [metrics]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -11,11 +11,13 @@
 #   cell      one full-scale Table 5 cell (TDM-4step, seed 0)
 #   sd15-compile  SD-1.5 with compile_scope=blocks (regional compilation) and channels-last, eager and with CUDA
 #             graphs (the latter beside the official structure; about 3 minutes each, mostly compilation)
+#   sd15-strata   the same graphed run with segments=stratified (beside the official structure), then the GPU
+#             tests of that path: tiny-sd15 graphs against eager, and SD-1.5 compiled + graphed against eager
 #   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile and metrics only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata and metrics only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -32,7 +34,7 @@ bench() {  # bench NAME TIMEOUT ARGS...: one bench, its log appended to bench.lo
 
 if want gpu-test; then
   stamp gpu-test
-  timeout 420 $PY -m pytest -m gpu tests/test_tdm_cuda.py -s -q -p no:cacheprovider > $OUT/gpu-test.log 2>&1; echo rc=$?
+  timeout 420 $PY -m pytest -m "gpu and not slow" tests/test_tdm_cuda.py -s -q -p no:cacheprovider > $OUT/gpu-test.log 2>&1; echo rc=$?
   grep -E "relative difference|passed|failed|Error" $OUT/gpu-test.log | tail -10
 fi
 if want tiny; then
@@ -52,6 +54,13 @@ if want sd15-compile; then
   [ -d /tmp/sd15 ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
   bench tdm-sd15-compile-blocks-h200 360 --pipeline /tmp/sd15 --iterations 14 --no-reference compile=true compile_scope=blocks channels_last=true
   bench tdm-sd15-compile-blocks-graphs-h200 440 --pipeline /tmp/sd15 --iterations 24 compile=true compile_scope=blocks channels_last=true execution=cuda_graph
+fi
+if want sd15-strata; then  # stratified segments: three more roll-out shapes to compile (about 5.5 minutes cold)
+  [ -d /tmp/sd15 ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
+  bench tdm-sd15-strata-blocks-graphs-h200 400 --pipeline /tmp/sd15 --iterations 20 compile=true compile_scope=blocks channels_last=true execution=cuda_graph segments=stratified
+  stamp gpu-test-sd15  # the compiled, graphed path against eager at SD-1.5 size (compiled shapes cached by the bench)
+  timeout 300 $PY -m pytest -m gpu tests/test_tdm_cuda.py -k "stratified or sd15_compiled" -s -q -p no:cacheprovider > $OUT/gpu-test-sd15.log 2>&1; echo rc=$?
+  grep -E "relative difference|passed|failed|Error" $OUT/gpu-test-sd15.log | tail -4
 fi
 if want metrics; then
   stamp hps-throughput
