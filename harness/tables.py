@@ -244,7 +244,8 @@ TABLES: dict[str, Table] = {t.id: t for t in [
     Table("table3", "Training cost", kind="cost", cost_of=("table5", "table6", "table7", "table8"),
           worlds=SMALL_WORLDS, needs="real-size runs for the paper's rows (SDXL, PixArt-alpha)"),
     Table("table4", "CogVideoX-2B on VBench", kind="published",
-          needs="CogVideoX-2B weights, a video trainer, VBench and a GPU"),
+          needs="CogVideoX-2B weights, the tiny-cogvideox world (its teacher and metrics are not built yet), "
+                "VBench and a GPU"),
     Table("table5", "TDM-unify and its ablations at 1, 2 and 4 steps", _table5(), SMALL_WORLDS,
           needs="SD-v1.5 weights and HPSv2.1 for the paper's own numbers", plot="steps"),
     Table("table6", "Train with DDIM or DPM-Solver x test with DDIM or DPM-Solver (4 steps)", _table6(),

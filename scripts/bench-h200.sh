@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [metrics]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -13,11 +13,12 @@
 #             graphs (the latter beside the official structure; about 3 minutes each, mostly compilation)
 #   sd15-strata   the same graphed run with segments=stratified (beside the official structure), then the GPU
 #             tests of that path: tiny-sd15 graphs against eager, and SD-1.5 compiled + graphed against eager
+#   sdxl-offload  full-weight SDXL with FSDP2 and CPU offload on one process, batch 1
 #   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata and metrics only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload and metrics only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -61,6 +62,15 @@ if want sd15-strata; then  # stratified segments: three more roll-out shapes to 
   stamp gpu-test-sd15  # the compiled, graphed path against eager at SD-1.5 size (compiled shapes cached by the bench)
   timeout 300 $PY -m pytest -m gpu tests/test_tdm_cuda.py -k "stratified or sd15_compiled" -s -q -p no:cacheprovider > $OUT/gpu-test-sd15.log 2>&1; echo rc=$?
   grep -E "relative difference|passed|failed|Error" $OUT/gpu-test-sd15.log | tail -4
+fi
+if want sdxl-offload; then  # full-weight SDXL, FSDP2 with CPU offload, one process (about 4 minutes; host memory sampled)
+  stamp sdxl-offload
+  ( while true; do free -g | awk '/Mem/{print $3}' >> $OUT/host-mem-gib.txt; sleep 5; done ) & MON=$!
+  timeout 330 $PY -m accelerate.commands.launch --config_file methods/tdm/accelerate_configs/fsdp-offload.yaml \
+    --num_processes 1 -m methods.tdm.bench --backbone sdxl --batch-size 1 --iterations 4 --no-reference \
+    --out $OUT/tdm-sdxl-fsdp-offload-h200.json >> $OUT/bench.log 2>&1; echo rc=$?
+  kill $MON; echo "host memory used, peak GiB: $(sort -n $OUT/host-mem-gib.txt | tail -1)"
+  summary $OUT/tdm-sdxl-fsdp-offload-h200.json
 fi
 if want metrics; then
   stamp hps-throughput

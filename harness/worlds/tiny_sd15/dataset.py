@@ -127,10 +127,12 @@ def render(scenes: list[g.Scene], seed: int, device: str | torch.device = "cpu")
     stripes = torch.from_numpy(np.stack([rng.uniform(0, np.pi, n), rng.uniform(0, 2 * np.pi, n),
                                          rng.uniform(3, 6, n)], axis=1)).float()
     args = (present, centre, radius, colour, background, stripes, labels["content"])
-    return _draw_pixels(*(a.to(device) for a in args)).clamp(-1, 1)
+    return draw_pixels(*(a.to(device) for a in args)).clamp(-1, 1)
 
 
-def _draw_pixels(present, centre, radius, colour, background, stripes, content) -> torch.Tensor:
+def draw_pixels(present, centre, radius, colour, background, stripes, content) -> torch.Tensor:
+    """Pixels in [-1, 1] of n images: per slot a shape (content 1 + SHAPES index; 0 none) of a colour
+    at a centre with a radius, over a striped background; also the video world's frames."""
     n = present.shape[0]
     axis = torch.arange(RESOLUTION, device=present.device, dtype=torch.float32) + 0.5
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")
