@@ -121,18 +121,19 @@ def _clip_text(config: dict, tokenizer, projection: bool = False):
     return model(CLIPTextConfig(**{**config, **ids}))
 
 
-def small_t5_tokenizer():
-    """A T5 (Unigram) tokenizer built offline: T5's special ids (pad 0, eos 1, unk 2), the tiny-sd15
-    words as whole pieces, every printable ASCII character as a fallback, and T5's 100 sentinels."""
+def small_t5_tokenizer(words=None, model_max_length: int = 512):
+    """A T5 (Unigram) tokenizer built offline: T5's special ids (pad 0, eos 1, unk 2), `words` (default:
+    the tiny-sd15 world's) as whole pieces, every printable ASCII character as a fallback, and T5's
+    100 sentinels."""
     from transformers import T5Tokenizer
 
     pieces = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "\u2581": -2.0}
-    for word in world("tiny-sd15").vocabulary():
+    for word in world("tiny-sd15").vocabulary() if words is None else words:
         pieces.setdefault("\u2581" + word, -1.0)
     for char in string.ascii_letters + string.digits + string.punctuation:
         pieces.setdefault("\u2581" + char, -5.0)
         pieces.setdefault(char, -6.0)
-    return T5Tokenizer(vocab=list(pieces.items()), extra_ids=100, model_max_length=512)
+    return T5Tokenizer(vocab=list(pieces.items()), extra_ids=100, model_max_length=model_max_length)
 
 
 def random_sd15_pipeline(out: str | Path, seed: int = 0) -> Path:
