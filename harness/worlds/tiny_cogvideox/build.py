@@ -1,0 +1,265 @@
+"""Build the tiny-cogvideox world from nothing: 3D VAE, classifier, then the teacher.
+
+    python -m harness.worlds.tiny_cogvideox.build --out build/tiny-cogvideox --device cuda [key=value ...]
+
+writes a diffusers CogVideoXPipeline folder (`pipeline/`), the clip classifier (`classifier/`) and
+`build.json` (settings, provenance, steps, losses, wall time per stage). Every stage is seeded.
+The teacher learns CogVideoX's own objective: v-prediction on the zero-terminal-SNR schedule of
+CogVideoX-2b, with its T5 encoder trained jointly (it starts random) and an EMA of both.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from methods.common.provenance import provenance
+
+from . import classifier as clf
+from . import dataset, models
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    seed: int = 0
+    vae_steps: int = 3000
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-6
+    classifier_steps: int = 2000
+    classifier_batch: int = 128
+    classifier_lr: float = 1e-3
+    bank_size: int = 50_000       # captioned training clips, encoded once to latents
+    teacher_steps: int = 20_000
+    teacher_batch: int = 256
+    teacher_lr: float = 3e-4
+    teacher_warmup: int = 500
+    teacher_max_minutes: float = 0.0  # stop the teacher early at this wall time (0: never); steps done are recorded
+    caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
+    ema_decay: float = 0.999
+
+    def __post_init__(self):
+        for name in ("vae_steps", "vae_batch", "classifier_steps", "classifier_batch", "bank_size", "teacher_steps",
+                     "teacher_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("vae_lr", "classifier_lr", "teacher_lr"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("seed", "teacher_warmup", "teacher_max_minutes", "vae_kl_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("caption_dropout", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+
+
+def _autocast(device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _clip_batches(seed: int, batch: int, steps: int, device):
+    """Fresh training clips for each step, rendered on `device`: (clips (n, F, 3, H, W), labels)."""
+    for step in range(steps):
+        step_seed = seed * 1_000_003 + step
+        chunk = [s.clip for s in dataset.sample_clips(step_seed, batch)]
+        yield dataset.render(chunk, seed=step_seed, device=device), dataset.clip_labels(chunk)
+
+
+def _channels_first(clips: torch.Tensor) -> torch.Tensor:
+    """(n, F, 3, H, W) -> (n, 3, F, H, W), the 3D VAE's layout."""
+    return clips.permute(0, 2, 1, 3, 4)
+
+
+def train_vae(cfg: BuildConfig, device) -> tuple[torch.nn.Module, list[float]]:
+    vae = models.make_vae().to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    losses = []
+    for clips, _ in tqdm(_clip_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device), total=cfg.vae_steps,
+                         desc="vae"):
+        x = _channels_first(clips)
+        with _autocast(device):
+            posterior = vae.encode(x).latent_dist
+            recon = vae.decode(posterior.sample()).sample
+        loss = (recon.float() - x).abs().mean() + (recon.float() - x).square().mean() \
+            + cfg.vae_kl_weight * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return vae.eval(), torch.stack(losses).tolist()
+
+
+def train_classifier(cfg: BuildConfig, device) -> tuple[clf.ClipClassifier, list[float]]:
+    model = clf.ClipClassifier().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.classifier_lr, weight_decay=0.0)
+    gen = torch.Generator(device).manual_seed(cfg.seed + 2)
+    losses = []
+    for clips, labels in tqdm(_clip_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device),
+                              total=cfg.classifier_steps, desc="classifier"):
+        labels = {k: v.to(device) for k, v in labels.items()}
+        with _autocast(device):
+            loss = model.loss(clf.augment(clips, gen), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return model.eval(), torch.stack(losses).tolist()
+
+
+def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids as CogVideoXPipeline makes them (padded to max_sequence_length = TEXT_LENGTH, no mask)."""
+    return tokenizer(captions, padding="max_length", max_length=models.TEXT_LENGTH, truncation=True,
+                     add_special_tokens=True, return_tensors="pt").input_ids
+
+
+@torch.no_grad()
+def encode_bank(cfg: BuildConfig, vae, tokenizer, device, scaling_factor: float | None = None, chunk: int = 512):
+    """Latents (n, F', C, h, w), scaled as the pipeline expects them, and token ids of `bank_size`
+    training clips, plus the VAE's scaling factor (measured here unless given)."""
+    samples = dataset.sample_clips(cfg.seed + 3, cfg.bank_size)
+    latents = []
+    for start in tqdm(range(0, len(samples), chunk), desc="encode"):
+        clips = dataset.render([s.clip for s in samples[start:start + chunk]], seed=cfg.seed + 3 + start, device=device)
+        with _autocast(device):
+            latents.append(vae.encode(_channels_first(clips)).latent_dist.sample().float().permute(0, 2, 1, 3, 4))
+    latents = torch.cat(latents)
+    scaling_factor = scaling_factor or float(1.0 / latents.std())  # CogVideoX-2b's 1.15258426 was chosen so
+    return latents * scaling_factor, token_ids(tokenizer, [s.caption for s in samples]).to(device), scaling_factor
+
+
+def v_target(alphas_cumprod: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor):
+    """(x_t, v) for x0 and noise at timesteps t: x_t = sqrt(a) x0 + sqrt(1 - a) eps,
+    v = sqrt(a) eps - sqrt(1 - a) x0 (diffusers' get_velocity)."""
+    a = alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
+def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None):
+    """v-prediction on the latent bank (CogVideoX-2b's schedule), T5 trained jointly, with EMA.
+
+    `init` = (transformer, text_encoder) continues from an earlier build instead of from scratch.
+    """
+    latents, ids, _ = bank
+    if init is None:
+        init = models.make_transformer(), models.make_text_encoder(tokenizer)
+    transformer, text_encoder = (m.to(device).train().requires_grad_(True) for m in init)
+    ema = [copy.deepcopy(transformer).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)]
+    params = list(transformer.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.teacher_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.teacher_warmup, 1)))
+    alphas_cumprod = models.make_scheduler().alphas_cumprod.to(device, torch.float32)  # the scheduler keeps float64
+    empty = token_ids(tokenizer, [""]).to(device)
+    gen = torch.Generator(device).manual_seed(cfg.seed + 4)
+    losses, start = [], time.time()
+    for _ in tqdm(range(cfg.teacher_steps), desc="teacher", mininterval=10):
+        if cfg.teacher_max_minutes and time.time() - start > 60 * cfg.teacher_max_minutes:
+            break
+        idx = torch.randint(len(latents), (cfg.teacher_batch,), generator=gen, device=device)
+        x0, tokens = latents[idx], ids[idx]
+        drop = torch.rand(len(idx), generator=gen, device=device) < cfg.caption_dropout
+        tokens = torch.where(drop[:, None], empty, tokens)
+        t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=gen, device=device)
+        x_t, v = v_target(alphas_cumprod, x0, torch.randn(x0.shape, generator=gen, device=device), t)
+        with _autocast(device):
+            pred = transformer(hidden_states=x_t, encoder_hidden_states=text_encoder(tokens)[0], timestep=t,
+                               return_dict=False)[0]
+        loss = (pred.float() - v).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        _ema_update(ema, [transformer, text_encoder], cfg.ema_decay)
+        losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
+    return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist()
+
+
+@torch.no_grad()
+def _ema_update(ema_models, models_, decay: float) -> None:
+    for ema_model, model in zip(ema_models, models_):
+        torch._foreach_lerp_(list(ema_model.parameters()), list(model.parameters()), 1 - decay)
+
+
+def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda") -> dict:
+    """Train every model and write the world."""
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    out = Path(out)
+    record = {"config": asdict(cfg), **provenance(device), "stages": {}}
+    tokenizer = models.make_tokenizer()
+    vae = _timed(record, "vae", lambda: train_vae(cfg, device))
+    classifier = _timed(record, "classifier", lambda: train_classifier(cfg, device))
+    start = time.time()
+    bank = encode_bank(cfg, vae, tokenizer, device)
+    record["stages"]["encode"] = {"seconds": round(time.time() - start, 1), "scaling_factor": bank[2]}
+    transformer, text_encoder = _timed(record, "teacher", lambda: train_teacher(cfg, bank, tokenizer, device))
+    vae.register_to_config(scaling_factor=bank[2])
+    pipe = models.make_pipeline(tokenizer, text_encoder.float().cpu(), vae.float().cpu(), transformer.float().cpu())
+    pipe.save_pretrained(out / "pipeline", safe_serialization=True)
+    classifier.float().cpu().save(out / "classifier")
+    record["seconds_total"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+    (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _timed(record: dict, stage: str, run):
+    start = time.time()
+    *trained, losses = run()
+    record["stages"][stage] = {"seconds": round(time.time() - start, 1), "steps_done": len(losses),
+                               "final_loss": _tail_mean(losses)}
+    return trained[0] if len(trained) == 1 else trained
+
+
+def _tail_mean(values: list[float], n: int = 100) -> float:
+    tail = values[-n:]
+    return round(sum(tail) / max(len(tail), 1), 5)
+
+
+def parse_overrides(items: list[str]) -> BuildConfig:
+    """key=value settings of BuildConfig; a bad one is a ValueError naming it."""
+    from methods.common.errors import did_you_mean
+
+    kinds = {f.name: f.type for f in fields(BuildConfig)}
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in kinds:
+            raise ValueError(f"unknown setting {item!r}{did_you_mean(key, kinds)}; settings: {', '.join(kinds)}")
+        try:
+            values[key] = (int if kinds[key] in (int, "int") else float)(text)
+        except ValueError:
+            raise ValueError(f"{key} must be a number, got {text!r}") from None
+    return BuildConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worlds.tiny_cogvideox.build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("settings", nargs="*", metavar="key=value", help="BuildConfig fields")
+    args = parser.parse_args(argv)
+    try:
+        cfg = parse_overrides(args.settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if Path(args.out, "build.json").exists():
+        print(f"error: {args.out} already holds a build (build.json); choose another --out", file=sys.stderr)
+        return 2
+    record = build(args.out, cfg, args.device)
+    print(json.dumps({k: record[k] for k in ("stages", "seconds_total")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
