@@ -32,17 +32,18 @@ def _matches(obj: g.ObjectSpec, found: tuple[str, str, str]) -> int:
     return (obj.shape == shape) + (obj.colour == colour) + (obj.size is not None and obj.size == size)
 
 
-def _assign(spec: g.PromptSpec, found: dict) -> list[str | None]:
+def assign_detections(spec, found: dict, matches=_matches) -> list[str | None]:
     """Position of the detection each prompted object is judged against (None: none left).
 
     Objects with a named position take that quadrant; the others take, greedily, the free
-    detection that matches most of their named attributes.
+    detection that matches most of their named attributes (`matches(object, detection)`).
+    Shared by the video world, whose objects and detections carry a motion instead of a size.
     """
     assigned: list[str | None] = [o.position if o.position in found else None for o in spec.objects]
     free = [p for p in found if p not in assigned]
     for j, obj in enumerate(spec.objects):
         if obj.position is None and free:
-            best = max(free, key=lambda p: _matches(obj, found[p]))
+            best = max(free, key=lambda p: matches(obj, found[p]))
             assigned[j] = best
             free.remove(best)
     return assigned
@@ -53,7 +54,7 @@ def alignment(spec: g.PromptSpec, found: dict[str, tuple[str, str, str]], backgr
     number of objects, and per object its shape, colour, and size and position where named."""
     named = 2 + sum(2 + (o.size is not None) + (o.position is not None) for o in spec.objects)
     hits = (background == spec.background) + (len(found) == len(spec.objects))
-    for obj, position in zip(spec.objects, _assign(spec, found)):
+    for obj, position in zip(spec.objects, assign_detections(spec, found)):
         if position is not None:
             hits += _matches(obj, found[position]) + (obj.position is not None)
     return hits / named
