@@ -56,3 +56,50 @@ class TeacherSampler:
     def describe(self) -> dict:
         timesteps = self.scheduler.set_timesteps(self.spec.steps) or self.scheduler.timesteps
         return {**describe_spec(self.spec), "resolved_timesteps": [int(t) for t in timesteps]}
+
+
+def trailing_timesteps(steps: int, T: int = 1000) -> list[int]:
+    """N timesteps from T - 1 down, evenly spaced ("trailing" spacing): 4 -> [999, 749, 499, 249]."""
+    return [int(round(T - k * T / steps)) - 1 for k in range(steps)]
+
+
+class VideoTeacherSampler:
+    """A CogVideoX pipeline folder sampled with N steps of deterministic DDIM on trailing timesteps
+    (baselines.cogvideox_scheduler, which steps along them as diffusers' CogVideoX DDIM does not)
+    and classifier-free guidance, at the transformer's native clip size and text length.
+    `sample` returns uint8 clips (n, frames, H, W, 3)."""
+
+    def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 16, pipe=None):
+        from .cogvideox_scheduler import CogVideoXTimestepsDDIMScheduler
+
+        if spec.scheduler != "ddim":
+            raise ValueError(f"the video teacher samples with DDIM only, got scheduler {spec.scheduler!r}")
+        self.spec, self.device, self.batch_size = spec, torch.device(device), batch_size
+        if pipe is None:
+            from diffusers import CogVideoXPipeline
+
+            pipe = CogVideoXPipeline.from_pretrained(spec.checkpoint, local_files_only=True).to(self.device)
+            pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.scheduler = CogVideoXTimestepsDDIMScheduler.from_config(pipe.scheduler.config)
+        self.timesteps = trailing_timesteps(spec.steps, pipe.scheduler.config.num_train_timesteps)
+        config, scale = pipe.transformer.config, pipe.vae_scale_factor_spatial
+        self.size = dict(num_frames=config.sample_frames, height=config.sample_height * scale,
+                         width=config.sample_width * scale, max_sequence_length=config.max_text_seq_length)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        self.pipe.scheduler = self.scheduler
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]
+            frames = self.pipe(prompt=prompts[batch], timesteps=self.timesteps, guidance_scale=self.spec.guidance,
+                               use_dynamic_cfg=False, generator=generators, output_type="np", **self.size).frames
+            out.append((np.clip(frames, 0, 1) * 255).round().astype(np.uint8))
+        return np.concatenate(out)
+
+    def describe(self) -> dict:
+        return {**describe_spec(self.spec), "resolved_timesteps": self.timesteps, **self.size}

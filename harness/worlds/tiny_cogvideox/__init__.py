@@ -1,8 +1,9 @@
 """tiny-cogvideox: the small video world, as tiny-sd15 is for images (Table 4's path).
 
-So far: `grammar` (captions that name each object's motion), `dataset` (clips rendered by the
-tiny-sd15 renderer, frame by frame), `models` (a CogVideoXPipeline of the real classes, only
-small, on which the CogVideoX trainer runs), `classifier` (per-frame attributes and per-quadrant
-motion) and `build` (trains the VAE, the classifier and the teacher). No build is shipped yet, and
-the world's judge and metrics are still to come.
+`grammar` (captions that name each object's motion), `dataset` (clips rendered by the tiny-sd15
+renderer, frame by frame), `models` (a CogVideoXPipeline of the real classes, only small, on which
+the CogVideoX trainer runs), `classifier` (per-frame attributes and per-quadrant motion), `build`
+(trains the VAE, the classifier and the teacher), `judge` (held-out prompts, real references and
+the world's metrics, harness.metrics.video_world) and `evaluate` (the teacher by step count).
+No build is shipped yet: the world has no trained teacher and is not wired into the tables.
 """
