@@ -39,3 +39,19 @@ class Sampler(Protocol):
 
 def describe_spec(spec: SamplerSpec) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()}
+
+
+def sample_in_batches(prompts: list[str], seeds: list[int], batch_size: int, run) -> np.ndarray:
+    """uint8 outputs of `run(prompts, generators)` (floats in [0, 1], images or clips) over batches
+    of at most `batch_size`, with one CPU generator per seed, so that an output depends on its
+    prompt and seed only."""
+    import torch
+
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        batch = slice(start, start + batch_size)
+        floats = run(prompts[batch], [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]])
+        out.append((np.clip(floats, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out)

@@ -24,7 +24,7 @@ import torch
 
 from methods.common.errors import UserError
 
-from .base import SamplerSpec
+from .base import SamplerSpec, sample_in_batches
 from .teacher import TeacherSampler
 
 CARD = "tdm_student.json"
@@ -62,17 +62,10 @@ class TDMStudentSampler(TeacherSampler):
         """The teacher's sampling (TeacherSampler.sample), on the student's explicit timesteps when it has them."""
         if not self.timesteps:
             return super().sample(prompts, seeds)
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         self.pipe.scheduler = self.scheduler
-        out = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = slice(start, start + self.batch_size)
-            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]
-            images = self.pipe(prompt=prompts[batch], timesteps=list(self.timesteps), guidance_scale=self.spec.guidance,
-                               generator=generators, output_type="np").images
-            out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
-        return np.concatenate(out)
+        return sample_in_batches(prompts, seeds, self.batch_size, lambda batch, generators: self.pipe(
+            prompt=batch, timesteps=list(self.timesteps), guidance_scale=self.spec.guidance, generator=generators,
+            output_type="np").images)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, steps: int, solver: str, device: str = "cpu", name: str | None = None,

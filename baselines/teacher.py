@@ -6,7 +6,7 @@ import torch
 
 from methods.common.pipeline_io import load_sd_pipeline
 
-from .base import SamplerSpec, describe_spec
+from .base import SamplerSpec, describe_spec, sample_in_batches
 
 SOLVERS = ("ddim", "dpmpp")
 
@@ -39,19 +39,10 @@ class TeacherSampler:
 
     @torch.no_grad()
     def sample(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         self.pipe.scheduler = self.scheduler
-        out = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = slice(start, start + self.batch_size)
-            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]
-            images = self.pipe(
-                prompt=prompts[batch], num_inference_steps=self.spec.steps, guidance_scale=self.spec.guidance,
-                generator=generators, output_type="np",
-            ).images
-            out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
-        return np.concatenate(out)
+        return sample_in_batches(prompts, seeds, self.batch_size, lambda batch, generators: self.pipe(
+            prompt=batch, num_inference_steps=self.spec.steps, guidance_scale=self.spec.guidance,
+            generator=generators, output_type="np").images)
 
     def describe(self) -> dict:
         timesteps = self.scheduler.set_timesteps(self.spec.steps) or self.scheduler.timesteps
@@ -89,17 +80,10 @@ class VideoTeacherSampler:
 
     @torch.no_grad()
     def sample(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         self.pipe.scheduler = self.scheduler
-        out = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = slice(start, start + self.batch_size)
-            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]
-            frames = self.pipe(prompt=prompts[batch], timesteps=self.timesteps, guidance_scale=self.spec.guidance,
-                               use_dynamic_cfg=False, generator=generators, output_type="np", **self.size).frames
-            out.append((np.clip(frames, 0, 1) * 255).round().astype(np.uint8))
-        return np.concatenate(out)
+        return sample_in_batches(prompts, seeds, self.batch_size, lambda batch, generators: self.pipe(
+            prompt=batch, timesteps=self.timesteps, guidance_scale=self.spec.guidance, use_dynamic_cfg=False,
+            generator=generators, output_type="np", **self.size).frames)
 
     def describe(self) -> dict:
         return {**describe_spec(self.spec), "resolved_timesteps": self.timesteps, **self.size}

@@ -43,3 +43,22 @@ def reference_package(name: str):
     if os.environ.get("TDM_REQUIRE_PARITY") == "1":
         return importlib.import_module(name)
     return pytest.importorskip(name, reason=f"{name} is a reference package: run `make test-metrics`")
+
+
+@pytest.fixture(scope="session")
+def tiny_cogvideox_world(tmp_path_factory):
+    """A tiny-cogvideox build of one or two steps per stage on the CPU (the path, not the quality)."""
+    from harness.worlds.tiny_cogvideox import build
+
+    out = tmp_path_factory.mktemp("tiny-cogvideox") / "world"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert build.main(["--out", str(out), "--device", "cpu", *TINY_COGVIDEOX_BUILD]) == 0
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+TINY_COGVIDEOX_BUILD = ["vae_steps=1", "vae_batch=1", "classifier_steps=2", "classifier_batch=2", "bank_size=4",
+                        "teacher_steps=2", "teacher_batch=2", "teacher_warmup=1"]

@@ -176,10 +176,9 @@ def test_training_with_per_row_and_every_row_roll_outs_agree(tmp_path, preset):
     """CUDA graphs roll out every row, eager runs only the rows that need it: in fp32 the two
     trainings stay together (20 iterations at batch 64 agreed to 1.3e-6 for the DPM-Solver preset)."""
     losses = {}
-    for rollout in ("auto", "every_row"):
-        _run(preset, tmp_path / rollout, iterations=4, batch_size=16, importance_weights="per_dim_mean",
-             rollout=rollout)
-        losses[rollout] = _losses(tmp_path / rollout)
+    for mode in ("auto", "every_row"):
+        _run(preset, tmp_path / mode, iterations=4, batch_size=16, importance_weights="per_dim_mean", rollout=mode)
+        losses[mode] = _losses(tmp_path / mode)
     for a, b in zip(losses["auto"], losses["every_row"]):
         for key in ("loss/fake_score", "loss/student"):
             assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
@@ -190,10 +189,10 @@ def test_training_with_strata_and_every_row_roll_outs_agree(tmp_path, preset):
     """segments=stratified rolls out only the rows each step needs, in fixed shapes; the training
     is the one that rolls every row out, to float32 rounding."""
     losses, summaries = {}, {}
-    for rollout in ("auto", "every_row"):
-        summaries[rollout] = _run(preset, tmp_path / rollout, iterations=3, batch_size=16, segments="stratified",
-                                  rollout=rollout)
-        losses[rollout] = _losses(tmp_path / rollout)
+    for mode in ("auto", "every_row"):
+        summaries[mode] = _run(preset, tmp_path / mode, iterations=3, batch_size=16, segments="stratified",
+                               rollout=mode)
+        losses[mode] = _losses(tmp_path / mode)
     assert summaries["auto"]["rollout"] == "strata" and summaries["every_row"]["rollout"] == "every_row"
     for a, b in zip(losses["auto"], losses["every_row"]):
         for key in ("loss/fake_score", "loss/student"):

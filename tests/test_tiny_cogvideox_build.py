@@ -14,15 +14,12 @@ from harness.worlds.tiny_cogvideox import dataset, models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["vae_steps=1", "vae_batch=1", "classifier_steps=2", "classifier_batch=2", "bank_size=4", "teacher_steps=2",
-        "teacher_batch=2", "teacher_warmup=1"]
+from conftest import TINY_COGVIDEOX_BUILD as TINY
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tcv") / "world"
-    assert b.main(["--out", str(out), "--device", "cpu", *TINY]) == 0
-    return out
+def built(tiny_cogvideox_world):
+    return tiny_cogvideox_world
 
 
 def test_a_build_writes_a_pipeline_a_classifier_and_its_record(built):

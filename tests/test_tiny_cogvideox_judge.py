@@ -4,25 +4,19 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from baselines.base import SamplerSpec
 from baselines.teacher import VideoTeacherSampler, trailing_timesteps
-from harness.worlds.tiny_cogvideox import build as b
 from harness.worlds.tiny_cogvideox import dataset, evaluate, judge as j
 from harness.worlds.tiny_cogvideox.classifier import ClipClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["vae_steps=1", "vae_batch=1", "classifier_steps=1", "classifier_batch=2", "bank_size=4", "teacher_steps=1",
-        "teacher_batch=2", "teacher_warmup=1"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tcv-judge") / "world"
-    assert b.main(["--out", str(out), "--device", "cpu", *TINY]) == 0
-    return out
+def world(tiny_cogvideox_world):
+    return tiny_cogvideox_world
 
 
 def test_the_video_teacher_samples_clips_per_seed_whatever_the_batch(world):

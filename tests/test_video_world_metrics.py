@@ -1,7 +1,6 @@
 """The tiny-cogvideox world's metrics on readings whose answers are known (no classifier needed)."""
 import numpy as np
 import pytest
-import torch
 
 from harness.metrics import video_world as vm
 from harness.worlds.tiny_cogvideox import dataset

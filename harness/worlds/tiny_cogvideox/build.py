@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from harness.worlds.building import autocast, ema_update, timed
 from methods.common.provenance import provenance
 
 from . import classifier as clf
@@ -62,10 +63,6 @@ class BuildConfig:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
 
 
-def _autocast(device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def _clip_batches(seed: int, batch: int, steps: int, device):
     """Fresh training clips for each step, rendered on `device`: (clips (n, F, 3, H, W), labels)."""
     for step in range(steps):
@@ -86,7 +83,7 @@ def train_vae(cfg: BuildConfig, device) -> tuple[torch.nn.Module, list[float]]:
     for clips, _ in tqdm(_clip_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device), total=cfg.vae_steps,
                          desc="vae"):
         x = _channels_first(clips)
-        with _autocast(device):
+        with autocast(device):
             posterior = vae.encode(x).latent_dist
             recon = vae.decode(posterior.sample()).sample
         loss = (recon.float() - x).abs().mean() + (recon.float() - x).square().mean() \
@@ -106,7 +103,7 @@ def train_classifier(cfg: BuildConfig, device) -> tuple[clf.ClipClassifier, list
     for clips, labels in tqdm(_clip_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device),
                               total=cfg.classifier_steps, desc="classifier"):
         labels = {k: v.to(device) for k, v in labels.items()}
-        with _autocast(device):
+        with autocast(device):
             loss = model.loss(clf.augment(clips, gen), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,7 +126,7 @@ def encode_bank(cfg: BuildConfig, vae, tokenizer, device, scaling_factor: float 
     latents = []
     for start in tqdm(range(0, len(samples), chunk), desc="encode"):
         clips = dataset.render([s.clip for s in samples[start:start + chunk]], seed=cfg.seed + 3 + start, device=device)
-        with _autocast(device):
+        with autocast(device):
             latents.append(vae.encode(_channels_first(clips)).latent_dist.sample().float().permute(0, 2, 1, 3, 4))
     latents = torch.cat(latents)
     scaling_factor = scaling_factor or float(1.0 / latents.std())  # CogVideoX-2b's 1.15258426 was chosen so
@@ -169,7 +166,7 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None):
         tokens = torch.where(drop[:, None], empty, tokens)
         t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=gen, device=device)
         x_t, v = v_target(alphas_cumprod, x0, torch.randn(x0.shape, generator=gen, device=device), t)
-        with _autocast(device):
+        with autocast(device):
             pred = transformer(hidden_states=x_t, encoder_hidden_states=text_encoder(tokens)[0], timestep=t,
                                return_dict=False)[0]
         loss = (pred.float() - v).square().mean()
@@ -178,15 +175,9 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        _ema_update(ema, [transformer, text_encoder], cfg.ema_decay)
+        ema_update(ema, [transformer, text_encoder], cfg.ema_decay)
         losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
     return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist()
-
-
-@torch.no_grad()
-def _ema_update(ema_models, models_, decay: float) -> None:
-    for ema_model, model in zip(ema_models, models_):
-        torch._foreach_lerp_(list(ema_model.parameters()), list(model.parameters()), 1 - decay)
 
 
 def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda") -> dict:
@@ -196,12 +187,12 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda
     out = Path(out)
     record = {"config": asdict(cfg), **provenance(device), "stages": {}}
     tokenizer = models.make_tokenizer()
-    vae = _timed(record, "vae", lambda: train_vae(cfg, device))
-    classifier = _timed(record, "classifier", lambda: train_classifier(cfg, device))
+    vae = timed(record, "vae", lambda: train_vae(cfg, device))
+    classifier = timed(record, "classifier", lambda: train_classifier(cfg, device))
     start = time.time()
     bank = encode_bank(cfg, vae, tokenizer, device)
     record["stages"]["encode"] = {"seconds": round(time.time() - start, 1), "scaling_factor": bank[2]}
-    transformer, text_encoder = _timed(record, "teacher", lambda: train_teacher(cfg, bank, tokenizer, device))
+    transformer, text_encoder = timed(record, "teacher", lambda: train_teacher(cfg, bank, tokenizer, device))
     vae.register_to_config(scaling_factor=bank[2])
     pipe = models.make_pipeline(tokenizer, text_encoder.float().cpu(), vae.float().cpu(), transformer.float().cpu())
     pipe.save_pretrained(out / "pipeline", safe_serialization=True)
@@ -209,19 +200,6 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda
     record["seconds_total"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
     (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def _timed(record: dict, stage: str, run):
-    start = time.time()
-    *trained, losses = run()
-    record["stages"][stage] = {"seconds": round(time.time() - start, 1), "steps_done": len(losses),
-                               "final_loss": _tail_mean(losses)}
-    return trained[0] if len(trained) == 1 else trained
-
-
-def _tail_mean(values: list[float], n: int = 100) -> float:
-    tail = values[-n:]
-    return round(sum(tail) / max(len(tail), 1), 5)
 
 
 def parse_overrides(items: list[str]) -> BuildConfig:

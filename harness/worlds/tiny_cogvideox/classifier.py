@@ -10,13 +10,13 @@ feature space of the Frechet distances.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from harness.worlds.building import SavedWithConfig
+from harness.worlds.tiny_sd15.classifier import conv_trunk
 
 from . import grammar as g
 from .dataset import FRAMES
@@ -31,17 +31,13 @@ class ClassifierConfig:
     motion_dim: int = 64   # a quadrant's motion bottleneck
 
 
-class ClipClassifier(nn.Module):
+class ClipClassifier(SavedWithConfig, nn.Module):
+    CONFIG = ClassifierConfig
+
     def __init__(self, config: ClassifierConfig = ClassifierConfig()):
         super().__init__()
         self.config = config
-        w = config.width
-        layers, channels = [], 3
-        for out in (w, 2 * w, 4 * w):  # 64 -> 32 -> 16 -> 8
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
-                       nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU()]
-            channels = out
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, channels = conv_trunk(config.width)  # per frame: 64 -> 8 pixels
         self.reduce = nn.Conv2d(channels, 16, 1)  # per location, before the quadrants' maps are read whole
         self.frame_bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(channels * 8 * 8, config.frame_dim), nn.SiLU())
         self.motion_bottleneck = nn.Sequential(nn.Linear(FRAMES * 16 * 4 * 4, config.motion_dim), nn.SiLU())
@@ -97,19 +93,6 @@ class ClipClassifier(nn.Module):
     def predict(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
         """Arg-max labels: background (n, F), content and colour (n, F, slots), motion (n, slots)."""
         return {k: v.argmax(-1) for k, v in self(clips).items()}
-
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "ClipClassifier":
-        folder = Path(folder)
-        model = cls(ClassifierConfig(**json.loads((folder / "config.json").read_text())))
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        return model.eval()
 
 
 def augment(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.worlds.building import take_split
 from harness.worlds.tiny_sd15.dataset import _RGB, RESOLUTION, draw_pixels
 
 from . import grammar as g
@@ -40,17 +41,8 @@ def sample_clips(seed: int, n: int, split: str = "train") -> list[Sample]:
     The held-out split is the set of captions `grammar.is_held_out` selects; training clips
     never carry one of those captions.
     """
-    if split not in ("train", "held_out"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'held_out'")
-    rng = np.random.default_rng([seed, 10 if split == "train" else 11])
-    out: list[Sample] = []
-    while len(out) < n:
-        for s in _draw(rng, max(64, 2 * (n - len(out)) if split == "train" else 12 * (n - len(out)))):
-            if g.is_held_out(s.caption) == (split == "held_out"):
-                out.append(s)
-                if len(out) == n:
-                    break
-    return out
+    rng = np.random.default_rng([seed, 10 if split == "train" else 11])  # take_split checks `split`
+    return take_split(lambda k: _draw(rng, k), g.is_held_out, n, split)
 
 
 def _draw(rng: np.random.Generator, n: int) -> list[Sample]:

@@ -19,6 +19,7 @@ import torch
 
 from harness.metrics import video_world as vm
 from harness.metrics.frechet import frechet_distance
+from harness.worlds.building import coverage_prompts
 
 from . import dataset
 from . import grammar as g
@@ -112,11 +113,5 @@ class Judge:
 
 
 def _coverage_prompts(cfg: EvalConfig) -> list[str]:
-    chosen: list[str] = []
-    for s in dataset.sample_clips(cfg.seed + 1, 40 * cfg.coverage_prompts, split="held_out"):
-        spec = g.parse_prompt(s.caption)
-        if len(spec.objects) == 1 and spec.free_attributes and s.caption not in chosen:
-            chosen.append(s.caption)
-        if len(chosen) == cfg.coverage_prompts:
-            break
-    return [p for p in chosen for _ in range(cfg.coverage_samples)]
+    held_out = dataset.sample_clips(cfg.seed + 1, 40 * cfg.coverage_prompts, split="held_out")
+    return coverage_prompts(held_out, g.parse_prompt, cfg.coverage_prompts, cfg.coverage_samples)

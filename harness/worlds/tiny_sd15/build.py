@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from harness.worlds.building import autocast, ema_update, timed
 from methods.common.provenance import provenance
 
 from . import classifier as clf
@@ -65,10 +66,6 @@ def _adamw(params, lr):
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
-def _autocast(device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def _scene_batches(seed: int, batch: int, steps: int, device):
     """Fresh training scenes for each step, rendered on `device`: (images, labels)."""
     for step in range(steps):
@@ -83,7 +80,7 @@ def train_vae(cfg: BuildConfig, device) -> tuple[torch.nn.Module, list[float]]:
     losses = []
     for images, _ in tqdm(_scene_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device),
                           total=cfg.vae_steps, desc="vae"):
-        with _autocast(device):
+        with autocast(device):
             posterior = vae.encode(images).latent_dist
             recon = vae.decode(posterior.sample()).sample
         loss = (recon.float() - images).abs().mean() + (recon.float() - images).square().mean() \
@@ -103,7 +100,7 @@ def train_classifier(cfg: BuildConfig, device) -> tuple[clf.AttributeClassifier,
     for images, labels in tqdm(_scene_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device),
                                total=cfg.classifier_steps, desc="classifier"):
         labels = {k: v.to(device) for k, v in labels.items()}
-        with _autocast(device):
+        with autocast(device):
             loss = model.loss(clf.augment(images, gen), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -120,7 +117,7 @@ def encode_bank(cfg: BuildConfig, vae, tok, device, scaling_factor: float | None
     latents = []
     for start in tqdm(range(0, len(samples), chunk), desc="encode"):
         scenes = [s.scene for s in samples[start:start + chunk]]
-        with _autocast(device):
+        with autocast(device):
             latents.append(vae.encode(dataset.render(scenes, seed=cfg.seed + 3 + start, device=device)).latent_dist.sample().float())
     latents = torch.cat(latents)
     scaling_factor = scaling_factor or float(1.0 / latents.std())  # SD's 0.18215 was chosen the same way
@@ -158,7 +155,7 @@ def train_teacher(cfg: BuildConfig, bank, tok, device, init=None):
         eps = torch.randn(x0.shape, generator=gen, device=device)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        with _autocast(device):
+        with autocast(device):
             pred = forward_unet(x_t, t, forward_text(tokens)[0]).sample
         loss = (pred.float() - eps).square().mean()
         opt.zero_grad(set_to_none=True)
@@ -166,15 +163,9 @@ def train_teacher(cfg: BuildConfig, bank, tok, device, init=None):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        _ema_update(ema, [unet, text_encoder], cfg.ema_decay)
+        ema_update(ema, [unet, text_encoder], cfg.ema_decay)
         losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
     return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist()
-
-
-@torch.no_grad()
-def _ema_update(ema_models, models_, decay: float) -> None:
-    for ema_model, model in zip(ema_models, models_):
-        torch._foreach_lerp_(list(ema_model.parameters()), list(model.parameters()), 1 - decay)
 
 
 def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda",
@@ -187,27 +178,19 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda
     record = {"config": asdict(cfg), **provenance(device), "stages": {}}
     tok = tokenizer.build_tokenizer()
     if previous is None:
-        vae = _timed(record, "vae", lambda: train_vae(cfg, device))
-        classifier = _timed(record, "classifier", lambda: train_classifier(cfg, device))
+        vae = timed(record, "vae", lambda: train_vae(cfg, device))
+        classifier = timed(record, "classifier", lambda: train_classifier(cfg, device))
         init = None
     else:
         vae, classifier, init = _load_previous(Path(previous), record)
     start = time.time()
     bank = encode_bank(cfg, vae.to(device), tok, device, scaling_factor=None if init is None else vae.config.scaling_factor)
     record["stages"]["encode"] = {"seconds": round(time.time() - start, 1), "scaling_factor": bank[2]}
-    unet, text_encoder = _timed(record, "teacher", lambda: train_teacher(cfg, bank, tok, device, init))
+    unet, text_encoder = timed(record, "teacher", lambda: train_teacher(cfg, bank, tok, device, init))
     _save(out, vae, text_encoder, tok, unet, classifier, bank[2])
     record["seconds_total"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
     (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def _timed(record: dict, stage: str, run):
-    start = time.time()
-    *trained, losses = run()
-    record["stages"][stage] = {"seconds": round(time.time() - start, 1), "steps_done": len(losses),
-                               "final_loss": _tail_mean(losses)}
-    return trained[0] if len(trained) == 1 else trained
 
 
 def _load_previous(previous: Path, record: dict):
@@ -233,8 +216,3 @@ def _save(out: Path, vae, text_encoder, tok, unet, classifier, scaling_factor: f
     )
     pipe.save_pretrained(out / "pipeline", safe_serialization=True)
     classifier.float().cpu().save(out / "classifier")
-
-
-def _tail_mean(values: list[float], n: int = 100) -> float:
-    tail = values[-n:]
-    return round(sum(tail) / max(len(tail), 1), 5)

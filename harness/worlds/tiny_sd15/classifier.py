@@ -6,13 +6,12 @@ whether it holds an object and that object's shape, colour and size. Every head 
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from harness.worlds.building import SavedWithConfig
 
 from . import grammar as g
 
@@ -25,17 +24,24 @@ class ClassifierConfig:
     feature_dim: int = FEATURE_DIM
 
 
-class AttributeClassifier(nn.Module):
+def conv_trunk(width: int) -> tuple[nn.Sequential, int]:
+    """Three stride-2 stages of two 3x3 convolutions (64 -> 32 -> 16 -> 8 pixels), width doubling
+    at each; also the video world's per-frame trunk. Returns the trunk and its output channels."""
+    layers, channels = [], 3
+    for out in (width, 2 * width, 4 * width):
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
+                   nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU()]
+        channels = out
+    return nn.Sequential(*layers), channels
+
+
+class AttributeClassifier(SavedWithConfig, nn.Module):
+    CONFIG = ClassifierConfig
+
     def __init__(self, config: ClassifierConfig = ClassifierConfig()):
         super().__init__()
         self.config = config
-        w = config.width
-        layers, channels = [], 3
-        for out in (w, 2 * w, 4 * w):  # 64 -> 32 -> 16 -> 8
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
-                       nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU()]
-            channels = out
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, channels = conv_trunk(config.width)
         self.bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(channels * 8 * 8, config.feature_dim), nn.SiLU())
         slots = len(g.POSITIONS)
         self.heads = nn.ModuleDict({
@@ -70,19 +76,6 @@ class AttributeClassifier(nn.Module):
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Arg-max labels in the layout of `dataset.scene_labels` (colour/size kept for all slots)."""
         return {k: v.argmax(-1) for k, v in self(images).items()}
-
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "AttributeClassifier":
-        folder = Path(folder)
-        model = cls(ClassifierConfig(**json.loads((folder / "config.json").read_text())))
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        return model.eval()
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.worlds.building import take_split
+
 from . import grammar as g
 
 RESOLUTION = 64  # pixels; the VAE maps this to a 16x16x4 latent
@@ -38,17 +40,8 @@ def sample_scenes(seed: int, n: int, split: str = "train") -> list[Sample]:
     The held-out split is the set of captions `grammar.is_held_out` selects; training
     scenes never carry one of those captions.
     """
-    if split not in ("train", "held_out"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'held_out'")
-    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
-    out: list[Sample] = []
-    while len(out) < n:
-        for s in _draw(rng, max(64, 2 * (n - len(out)) if split == "train" else 12 * (n - len(out)))):
-            if g.is_held_out(s.caption) == (split == "held_out"):
-                out.append(s)
-                if len(out) == n:
-                    break
-    return out
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])  # take_split checks `split`
+    return take_split(lambda k: _draw(rng, k), g.is_held_out, n, split)
 
 
 def _draw(rng: np.random.Generator, n: int) -> list[Sample]:

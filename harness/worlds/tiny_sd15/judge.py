@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from harness.metrics import world as wm
+from harness.worlds.building import coverage_prompts
 
 from . import dataset
 from . import grammar as g
@@ -182,11 +183,5 @@ def write_features(path: Path, key: str, features: torch.Tensor) -> None:
 
 
 def _coverage_prompts(cfg: EvalConfig) -> list[str]:
-    chosen: list[str] = []
-    for s in dataset.sample_scenes(cfg.seed + 1, 40 * cfg.coverage_prompts, split="held_out"):
-        spec = g.parse_prompt(s.caption)
-        if len(spec.objects) == 1 and spec.free_attributes and s.caption not in chosen:
-            chosen.append(s.caption)
-        if len(chosen) == cfg.coverage_prompts:
-            break
-    return [p for p in chosen for _ in range(cfg.coverage_samples)]
+    held_out = dataset.sample_scenes(cfg.seed + 1, 40 * cfg.coverage_prompts, split="held_out")
+    return coverage_prompts(held_out, g.parse_prompt, cfg.coverage_prompts, cfg.coverage_samples)
