@@ -15,6 +15,8 @@ import methods.tdm.trainer as TR
 from methods.tdm.presets import resolve
 
 overrides = sys.argv[2:]
+if "execution=cuda_graph" in overrides:  # replays never call train_step: nothing here would see them
+    sys.exit("profile_sd15.py profiles eager iterations (compiled or not); execution=cuda_graph is not supported")
 cfg = resolve("sd15", ["teacher=/tmp/sd15", "prompts=/tmp/prompts.txt", "iterations=8", "export=false",
                        "checkpoint_every=0", "tracker=none", "log_every=1", "output_dir=/tmp/prof", "batch_size=16", *overrides])
 it = {"n": 0}
