@@ -7,6 +7,7 @@ the choice of mode-coverage prompts.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,24 @@ from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
+
+
+def check_build_config(cfg) -> None:
+    """The range checks both worlds' BuildConfigs share (they name their stages alike); a ValueError
+    naming the first setting out of range."""
+    for name in ("vae_steps", "vae_batch", "classifier_steps", "classifier_batch", "bank_size", "teacher_steps",
+                 "teacher_batch"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("vae_lr", "classifier_lr", "teacher_lr"):
+        if not (getattr(cfg, name) > 0 and math.isfinite(getattr(cfg, name))):
+            raise ValueError(f"{name} must be a positive number, got {getattr(cfg, name)}")
+    for name in ("seed", "teacher_warmup", "teacher_max_minutes", "vae_kl_weight"):
+        if not getattr(cfg, name) >= 0:
+            raise ValueError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
+    for name in ("caption_dropout", "ema_decay"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must lie in [0, 1), got {getattr(cfg, name)}")
 
 
 def autocast(device: torch.device):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harness.worlds.building import autocast, ema_update, timed
+from harness.worlds.building import autocast, check_build_config, ema_update, timed
 from methods.common.provenance import provenance
 
 from . import classifier as clf
@@ -46,20 +45,7 @@ class BuildConfig:
     ema_decay: float = 0.999
 
     def __post_init__(self):
-        counts = ("vae_steps", "vae_batch", "classifier_steps", "classifier_batch", "bank_size", "teacher_steps",
-                  "teacher_batch")
-        for name in counts:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("vae_lr", "classifier_lr", "teacher_lr"):
-            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
-        for name in ("seed", "teacher_warmup", "teacher_max_minutes", "vae_kl_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
-        for name in ("caption_dropout", "ema_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        check_build_config(self)
 
 
 def _adamw(params, lr):
