@@ -39,6 +39,21 @@ def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def fit(model: torch.nn.Module, lr: float, batches, loss_of: Callable, device) -> tuple[torch.nn.Module, list[float]]:
+    """AdamW (no weight decay) on `loss_of(batch)` (run under bf16 autocast on a GPU) for every batch
+    of the iterable `batches`; the model in eval mode and the losses."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for batch in batches:
+        with autocast(device):
+            loss = loss_of(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.float().backward()
+        opt.step()
+        losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
+    return model.eval(), torch.stack(losses).float().tolist()
+
+
 @torch.no_grad()
 def ema_update(ema_models, models_, decay: float) -> None:
     for ema_model, model in zip(ema_models, models_):

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harness.worlds.building import autocast, check_build_config, ema_update, timed
+from harness.worlds.building import autocast, check_build_config, ema_update, fit, timed
 from methods.common.provenance import provenance
 
 from . import classifier as clf
@@ -65,38 +65,27 @@ def _channels_first(clips: torch.Tensor) -> torch.Tensor:
 
 def train_vae(cfg: BuildConfig, device) -> tuple[torch.nn.Module, list[float]]:
     vae = models.make_vae().to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    losses = []
-    for clips, _ in tqdm(_clip_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device), total=cfg.vae_steps,
-                         desc="vae"):
-        x = _channels_first(clips)
-        with autocast(device):
-            posterior = vae.encode(x).latent_dist
-            recon = vae.decode(posterior.sample()).sample
-        loss = (recon.float() - x).abs().mean() + (recon.float() - x).square().mean() \
-            + cfg.vae_kl_weight * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-    return vae.eval(), torch.stack(losses).tolist()
+
+    def loss_of(batch):
+        x = _channels_first(batch[0])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample.float()
+        return (recon - x).abs().mean() + (recon - x).square().mean() + cfg.vae_kl_weight * posterior.kl().mean()
+
+    batches = _clip_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device)
+    return fit(vae, cfg.vae_lr, tqdm(batches, total=cfg.vae_steps, desc="vae"), loss_of, device)
 
 
 def train_classifier(cfg: BuildConfig, device) -> tuple[clf.ClipClassifier, list[float]]:
     model = clf.ClipClassifier().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.classifier_lr, weight_decay=0.0)
     gen = torch.Generator(device).manual_seed(cfg.seed + 2)
-    losses = []
-    for clips, labels in tqdm(_clip_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device),
-                              total=cfg.classifier_steps, desc="classifier"):
-        labels = {k: v.to(device) for k, v in labels.items()}
-        with autocast(device):
-            loss = model.loss(clf.augment(clips, gen), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-    return model.eval(), torch.stack(losses).tolist()
+
+    def loss_of(batch):
+        clips, labels = batch
+        return model.loss(clf.augment(clips, gen), {k: v.to(device) for k, v in labels.items()})
+
+    batches = _clip_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device)
+    return fit(model, cfg.classifier_lr, tqdm(batches, total=cfg.classifier_steps, desc="classifier"), loss_of, device)
 
 
 def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:

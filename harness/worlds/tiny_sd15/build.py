@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harness.worlds.building import autocast, check_build_config, ema_update, timed
+from harness.worlds.building import autocast, check_build_config, ema_update, fit, timed
 from methods.common.provenance import provenance
 
 from . import classifier as clf
@@ -62,37 +62,28 @@ def _scene_batches(seed: int, batch: int, steps: int, device):
 
 def train_vae(cfg: BuildConfig, device) -> tuple[torch.nn.Module, list[float]]:
     vae = models.make_vae().to(device)
-    opt = _adamw(vae.parameters(), cfg.vae_lr)
-    losses = []
-    for images, _ in tqdm(_scene_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device),
-                          total=cfg.vae_steps, desc="vae"):
-        with autocast(device):
-            posterior = vae.encode(images).latent_dist
-            recon = vae.decode(posterior.sample()).sample
-        loss = (recon.float() - images).abs().mean() + (recon.float() - images).square().mean() \
+
+    def loss_of(batch):
+        images, _ = batch
+        posterior = vae.encode(images).latent_dist
+        recon = vae.decode(posterior.sample()).sample.float()
+        return (recon - images).abs().mean() + (recon - images).square().mean() \
             + cfg.vae_kl_weight * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return vae.eval(), losses
+
+    batches = _scene_batches(cfg.seed + 1, cfg.vae_batch, cfg.vae_steps, device)
+    return fit(vae, cfg.vae_lr, tqdm(batches, total=cfg.vae_steps, desc="vae"), loss_of, device)
 
 
 def train_classifier(cfg: BuildConfig, device) -> tuple[clf.AttributeClassifier, list[float]]:
     model = clf.AttributeClassifier().to(device)
-    opt = _adamw(model.parameters(), cfg.classifier_lr)
     gen = torch.Generator(device).manual_seed(cfg.seed + 2)
-    losses = []
-    for images, labels in tqdm(_scene_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device),
-                               total=cfg.classifier_steps, desc="classifier"):
-        labels = {k: v.to(device) for k, v in labels.items()}
-        with autocast(device):
-            loss = model.loss(clf.augment(images, gen), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return model.eval(), losses
+
+    def loss_of(batch):
+        images, labels = batch
+        return model.loss(clf.augment(images, gen), {k: v.to(device) for k, v in labels.items()})
+
+    batches = _scene_batches(cfg.seed + 2, cfg.classifier_batch, cfg.classifier_steps, device)
+    return fit(model, cfg.classifier_lr, tqdm(batches, total=cfg.classifier_steps, desc="classifier"), loss_of, device)
 
 
 @torch.no_grad()
