@@ -3,6 +3,7 @@
 The real build runs on a GPU (`python -m harness.worlds.tiny_cogvideox.build --out ... --device cuda`).
 """
 import json
+import time
 
 import numpy as np
 import pytest
@@ -79,3 +80,36 @@ def test_the_teacher_learns_a_small_bank():
     cfg = b.BuildConfig(teacher_steps=24, teacher_batch=8, teacher_lr=2e-3, teacher_warmup=1, ema_decay=0.0)
     *_, losses = b.train_teacher(cfg, bank, tokenizer, torch.device("cpu"))
     assert len(losses) == 24 and np.mean(losses[-6:]) < 0.75 * np.mean(losses[:6]), losses
+
+
+def test_a_build_continues_from_a_previous_one(built, tmp_path):
+    """--previous keeps the VAE, classifier and scaling factor and trains the same teacher further."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    out = tmp_path / "more"
+    assert b.main(["--out", str(out), "--device", "cpu", "--previous", str(built), *TINY]) == 0
+    record = json.loads((out / "build.json").read_text())
+    before = json.loads((built / "build.json").read_text())
+    assert set(record["stages"]) == {"encode", "teacher"} and record["continued_from"]["commit"] == before["commit"]
+    assert record["stages"]["encode"]["scaling_factor"] == before["stages"]["encode"]["scaling_factor"]
+    assert (out / "classifier" / "model.safetensors").read_bytes() == \
+        (built / "classifier" / "model.safetensors").read_bytes()
+    old, new = (CogVideoXTransformer3DModel.from_pretrained(w / "pipeline" / "transformer") for w in (built, out))
+    moved = [not torch.equal(p, q) for p, q in zip(old.parameters(), new.parameters())]
+    assert any(moved)
+
+
+def test_max_minutes_stops_the_teacher_at_the_builds_deadline():
+    tokenizer = models.make_tokenizer()
+    bank = (torch.randn(4, 3, models.LATENT_CHANNELS, 8, 8), b.token_ids(tokenizer, ["a red circle"] * 4), 1.0)
+    cfg = b.BuildConfig(teacher_steps=50, teacher_batch=2, max_minutes=1.0)
+    *_, losses = b.train_teacher(cfg, bank, tokenizer, torch.device("cpu"), started=time.time() - 61)
+    assert losses == []
+    *_, losses = b.train_teacher(cfg, bank, tokenizer, torch.device("cpu"), started=time.time())
+    assert len(losses) == 50
+
+
+def test_a_previous_folder_without_a_build_is_one_line(tmp_path, capsys):
+    assert b.main(["--out", str(tmp_path / "w"), "--device", "cpu", "--previous", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a world build" in err and err.count("\n") == 1 and not (tmp_path / "w").exists()

@@ -1,6 +1,7 @@
 """Build the tiny-cogvideox world from nothing: 3D VAE, classifier, then the teacher.
 
     python -m harness.worlds.tiny_cogvideox.build --out build/tiny-cogvideox --device cuda [key=value ...]
+    python -m harness.worlds.tiny_cogvideox.build --out build/more --previous build/tiny-cogvideox max_minutes=8
 
 writes a diffusers CogVideoXPipeline folder (`pipeline/`), the clip classifier (`classifier/`) and
 `build.json` (settings, provenance, steps, losses, wall time per stage). Every stage is seeded.
@@ -27,6 +28,11 @@ from . import classifier as clf
 from . import dataset, models
 
 
+# The VAE and transformer are stored in half precision (about 22 MB instead of 44), which diffusers
+# loads as float32; the small T5 stays float32, as transformers would load it in the stored dtype.
+SAVE_DTYPE = torch.float16
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     seed: int = 0
@@ -43,11 +49,15 @@ class BuildConfig:
     teacher_lr: float = 3e-4
     teacher_warmup: int = 500
     teacher_max_minutes: float = 0.0  # stop the teacher early at this wall time (0: never); steps done are recorded
+    max_minutes: float = 0.0  # stop the teacher when the whole build has run this long (0: never), so that a
+                              # build fits a fixed time slot whatever the earlier stages cost
     caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
     ema_decay: float = 0.999
 
     def __post_init__(self):
         check_build_config(self)
+        if not self.max_minutes >= 0:
+            raise ValueError(f"max_minutes must be 0 or more, got {self.max_minutes}")
 
 
 def _clip_batches(seed: int, batch: int, steps: int, device):
@@ -116,10 +126,11 @@ def v_target(alphas_cumprod: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, 
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0
 
 
-def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None):
+def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started: float | None = None):
     """v-prediction on the latent bank (CogVideoX-2b's schedule), T5 trained jointly, with EMA.
 
-    `init` = (transformer, text_encoder) continues from an earlier build instead of from scratch.
+    `init` = (transformer, text_encoder) continues from an earlier build instead of from scratch;
+    `started`: the build's start (time.time()), which `max_minutes` counts from.
     """
     latents, ids, _ = bank
     if init is None:
@@ -133,8 +144,11 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None):
     empty = token_ids(tokenizer, [""]).to(device)
     gen = torch.Generator(device).manual_seed(cfg.seed + 4)
     losses, start = [], time.time()
+    deadlines = [start + 60 * cfg.teacher_max_minutes] if cfg.teacher_max_minutes else []
+    if cfg.max_minutes:
+        deadlines.append((started or start) + 60 * cfg.max_minutes)
     for _ in tqdm(range(cfg.teacher_steps), desc="teacher", mininterval=10):
-        if cfg.teacher_max_minutes and time.time() - start > 60 * cfg.teacher_max_minutes:
+        if deadlines and time.time() > min(deadlines):
             break
         idx = torch.randint(len(latents), (cfg.teacher_batch,), generator=gen, device=device)
         x0, tokens = latents[idx], ids[idx]
@@ -153,29 +167,51 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None):
         sched.step()
         ema_update(ema, [transformer, text_encoder], cfg.ema_decay)
         losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
-    return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist()
+    return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist() if losses else []
 
 
-def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda") -> dict:
-    """Train every model and write the world."""
+def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda",
+          previous: str | Path | None = None) -> dict:
+    """Train every model and write the world; with `previous`, reuse that build's VAE, classifier and
+    scaling factor and continue training its teacher (from its EMA weights)."""
+    started = time.time()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     out = Path(out)
     record = {"config": asdict(cfg), **provenance(device), "stages": {}}
     tokenizer = models.make_tokenizer()
-    vae = timed(record, "vae", lambda: train_vae(cfg, device))
-    classifier = timed(record, "classifier", lambda: train_classifier(cfg, device))
+    if previous is None:
+        vae = timed(record, "vae", lambda: train_vae(cfg, device))
+        classifier = timed(record, "classifier", lambda: train_classifier(cfg, device))
+        init = None
+    else:
+        vae, classifier, init = _load_previous(Path(previous), record)
     start = time.time()
-    bank = encode_bank(cfg, vae, tokenizer, device)
+    bank = encode_bank(cfg, vae.to(device), tokenizer, device,
+                       scaling_factor=None if init is None else vae.config.scaling_factor)
     record["stages"]["encode"] = {"seconds": round(time.time() - start, 1), "scaling_factor": bank[2]}
-    transformer, text_encoder = timed(record, "teacher", lambda: train_teacher(cfg, bank, tokenizer, device))
+    transformer, text_encoder = timed(record, "teacher",
+                                      lambda: train_teacher(cfg, bank, tokenizer, device, init, started))
     vae.register_to_config(scaling_factor=bank[2])
-    pipe = models.make_pipeline(tokenizer, text_encoder.float().cpu(), vae.float().cpu(), transformer.float().cpu())
+    pipe = models.make_pipeline(tokenizer, text_encoder.float().cpu(), vae.cpu().to(SAVE_DTYPE),
+                                transformer.cpu().to(SAVE_DTYPE))
     pipe.save_pretrained(out / "pipeline", safe_serialization=True)
     classifier.float().cpu().save(out / "classifier")
     record["seconds_total"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
     (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _load_previous(previous: Path, record: dict):
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+    from transformers import T5EncoderModel
+
+    record["continued_from"] = json.loads((previous / "build.json").read_text())
+    pipeline = previous / "pipeline"
+    vae = AutoencoderKLCogVideoX.from_pretrained(pipeline / "vae").eval()
+    transformer = CogVideoXTransformer3DModel.from_pretrained(pipeline / "transformer")
+    text_encoder = T5EncoderModel.from_pretrained(pipeline / "text_encoder")
+    return vae, clf.ClipClassifier.load(previous / "classifier"), (transformer, text_encoder)
 
 
 def parse_overrides(items: list[str]) -> BuildConfig:
@@ -200,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--previous", help="a finished build: reuse its VAE and classifier, continue its teacher")
     parser.add_argument("settings", nargs="*", metavar="key=value", help="BuildConfig fields")
     args = parser.parse_args(argv)
     try:
@@ -210,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.out, "build.json").exists():
         print(f"error: {args.out} already holds a build (build.json); choose another --out", file=sys.stderr)
         return 2
-    record = build(args.out, cfg, args.device)
+    if args.previous and not Path(args.previous, "build.json").is_file():
+        print(f"error: --previous {args.previous} is not a world build: build.json is missing there", file=sys.stderr)
+        return 2
+    record = build(args.out, cfg, args.device, previous=args.previous)
     print(json.dumps({k: record[k] for k in ("stages", "seconds_total")}, indent=2))
     return 0
 
