@@ -48,6 +48,7 @@ class BuildConfig:
     teacher_batch: int = 256
     teacher_lr: float = 3e-4
     teacher_warmup: int = 500
+    teacher_compile: bool = False  # torch.compile the transformer and T5 (small models are launch-bound)
     teacher_max_minutes: float = 0.0  # stop the teacher early at this wall time (0: never); steps done are recorded
     max_minutes: float = 0.0  # stop the teacher when the whole build has run this long (0: never), so that a
                               # build fits a fixed time slot whatever the earlier stages cost
@@ -143,6 +144,7 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started:
     alphas_cumprod = models.make_scheduler().alphas_cumprod.to(device, torch.float32)  # the scheduler keeps float64
     empty = token_ids(tokenizer, [""]).to(device)
     gen = torch.Generator(device).manual_seed(cfg.seed + 4)
+    forward, encode = (torch.compile(m) if cfg.teacher_compile else m for m in (transformer, text_encoder))
     losses, start = [], time.time()
     deadlines = [start + 60 * cfg.teacher_max_minutes] if cfg.teacher_max_minutes else []
     if cfg.max_minutes:
@@ -157,8 +159,7 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started:
         t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=gen, device=device)
         x_t, v = v_target(alphas_cumprod, x0, torch.randn(x0.shape, generator=gen, device=device), t)
         with autocast(device):
-            pred = transformer(hidden_states=x_t, encoder_hidden_states=text_encoder(tokens)[0], timestep=t,
-                               return_dict=False)[0]
+            pred = forward(hidden_states=x_t, encoder_hidden_states=encode(tokens)[0], timestep=t, return_dict=False)[0]
         loss = (pred.float() - v).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -224,6 +225,11 @@ def parse_overrides(items: list[str]) -> BuildConfig:
         key, sep, text = item.partition("=")
         if not sep or key not in kinds:
             raise ValueError(f"unknown setting {item!r}{did_you_mean(key, kinds)}; settings: {', '.join(kinds)}")
+        if kinds[key] in (bool, "bool"):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"{key} must be true or false, got {text!r}")
+            values[key] = text.lower() == "true"
+            continue
         try:
             values[key] = (int if kinds[key] in (int, "int") else float)(text)
         except ValueError:
