@@ -9,6 +9,8 @@ dependency stays one-way in the code: methods say what they need, the harness su
 What the methods use of each provider:
 - tiny-sd15 (harness/worlds/tiny_sd15/provider.py): `PIPELINE` (its diffusers folder),
   `training_prompts(seed, n)`, `vocabulary()` (its words) and `scheduler()` (SD-1.5's schedule);
+- tiny-cogvideox (harness/worlds/tiny_cogvideox/provider.py): the same four, for its
+  CogVideoXPipeline (`PIPELINE` raises a UserError saying how to build the world when it is not built);
 - gmm (harness/worlds/gmm): `GaussianMixture`, `ExactDenoiser`, `ResidualStudent`, `sd15_schedule`.
 """
 from __future__ import annotations
@@ -19,6 +21,19 @@ from importlib.metadata import entry_points
 from .errors import UserError
 
 GROUP = "tdm_harness.worlds"
+
+
+@functools.cache
+def installed() -> frozenset[str]:
+    """The names of the installed worlds."""
+    return frozenset(ep.name for ep in entry_points(group=GROUP))
+
+
+def provides(name: str, attribute: str) -> bool:
+    """Whether `name` is an installed world whose provider has `attribute` (`teacher=<world>` needs
+    PIPELINE, `prompts=<world>` needs training_prompts). A provider may raise a UserError while
+    answering (a world that is not built): it propagates."""
+    return name in installed() and hasattr(world(name), attribute)
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from methods.common.errors import UserError
 from methods.common.pipeline_io import SD_COMPONENTS, check_pipeline_folder
 from methods.common.schedule import NoiseSchedule
 from methods.common.solvers import trailing_timesteps
-from methods.common.worlds import world
+from methods.common.worlds import provides, world
 
 from .config import TrainConfig
 from .randomness import BatchRandom
@@ -31,9 +31,10 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections: UN
 
 
 def resolve_teacher(name: str, components=SD_COMPONENTS) -> Path:
-    """A local pipeline folder for `name`: a folder, "tiny-sd15", or a Hugging Face id already cached."""
-    if name == "tiny-sd15":
-        return check_pipeline_folder(world("tiny-sd15").PIPELINE, components)
+    """A local pipeline folder for `name`: a folder, a world's name ("tiny-sd15", "tiny-cogvideox"),
+    or a Hugging Face id already cached."""
+    if provides(name, "PIPELINE"):
+        return check_pipeline_folder(world(name).PIPELINE, components)
     if not name:
         raise UserError("no teacher given: set teacher=<pipeline folder or Hugging Face id>")
     if Path(name).exists():
@@ -290,12 +291,13 @@ def prompt_source(config: TrainConfig):
     """prompts(seed, step, n) -> the n prompts of the global batch of `step` (a pure function)."""
     import numpy as np
 
-    if config.prompts == "tiny-sd15":
-        captions = world("tiny-sd15").training_prompts
+    if provides(config.prompts, "training_prompts"):  # a world's captions: "tiny-sd15", "tiny-cogvideox"
+        captions = world(config.prompts).training_prompts
         return lambda seed, step, n: np.array(captions(seed * 1_000_003 + step, n), dtype=object)
     path = Path(config.prompts)
     if not config.prompts or not path.is_file():
-        raise UserError(f"prompts={config.prompts!r}: expected 'tiny-sd15' or a text file with one prompt per line")
+        raise UserError(f"prompts={config.prompts!r}: expected 'tiny-sd15', 'tiny-cogvideox' or a text file with "
+                        "one prompt per line")
     lines = np.array([line.strip() for line in path.read_text().splitlines() if line.strip()], dtype=object)
     if not len(lines):
         raise UserError(f"prompt file {path} holds no prompts")

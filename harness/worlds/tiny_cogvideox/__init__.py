@@ -5,5 +5,8 @@ renderer, frame by frame), `models` (a CogVideoXPipeline of the real classes, on
 the CogVideoX trainer runs), `classifier` (per-frame attributes and per-quadrant motion), `build`
 (trains the VAE, the classifier and the teacher), `judge` (held-out prompts, real references and
 the world's metrics, harness.metrics.video_world) and `evaluate` (the teacher by step count).
-No build is shipped yet: the world has no trained teacher and is not wired into the tables.
+The build the tables read is `location.py`'s: `assets/` (pipeline/, classifier/, build.json, as the
+build writes them), or the folder $TDM_TINY_COGVIDEOX_WORLD names. `provider` is what training
+uses of the world (`teacher=tiny-cogvideox prompts=tiny-cogvideox`, the `tiny-cogvideox-*` presets),
+and Table 4 runs on it: `python -m harness.reproduce table4 --world tiny-cogvideox`.
 """

@@ -20,6 +20,7 @@ from pathlib import Path
 from methods.common.provenance import provenance, write_json_atomic
 
 METRICS = ("fd_data", "fd_teacher", "alignment", "motion_accuracy", "temporal_consistency", "mode_coverage")
+DEFAULT_GUIDANCE = 3.0  # the world's CFG scale: Table 4's teacher rows and the tiny-cogvideox presets use it too
 
 
 def evaluate(world: Path, steps: list[int], guidance: float, device: str, cfg) -> dict:
@@ -62,20 +63,22 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import location
     from .judge import EvalConfig
 
     parser = argparse.ArgumentParser(prog="python -m harness.worlds.tiny_cogvideox.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", required=True, help="a build folder (pipeline/, classifier/, build.json)")
+    parser.add_argument("--world", help="a build folder (pipeline/, classifier/, build.json); default: the world's "
+                                         "build (its assets/ folder, or $TDM_TINY_COGVIDEOX_WORLD)")
     parser.add_argument("--steps", default="1,2,4,8,25,50")
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prompts", type=int, default=EvalConfig.n_prompts)
     parser.add_argument("--coverage", default=f"{EvalConfig.coverage_prompts}x{EvalConfig.coverage_samples}",
                         help="coverage prompts x clips per prompt")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    world = Path(args.world)
+    world = Path(args.world) if args.world else location.root()
     try:
         missing = [p for p in ("pipeline/model_index.json", "classifier/model.safetensors", "build.json")
                    if not (world / p).is_file()]
