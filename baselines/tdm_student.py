@@ -13,6 +13,11 @@ take the trailing spacing, as for any student.
 
     sampler = TDMStudentSampler.from_run("runs/tiny-sd15-unify", steps=2, solver="dpmpp")
     images = sampler.sample(prompts, seeds)
+
+A CogVideoX student (methods/tdm/backbones_cogvideox.py exports a CogVideoXPipeline folder) is not
+a Stable Diffusion folder: `VideoStudentSampler` samples it as the video teacher is sampled
+(baselines.teacher.VideoTeacherSampler: deterministic DDIM, the transformer's native clip), with
+guidance 1 and, at its own step count, on the timesteps its card says it was trained on.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import torch
 from methods.common.errors import UserError
 
 from .base import SamplerSpec, sample_in_batches
-from .teacher import TeacherSampler
+from .teacher import TeacherSampler, VideoTeacherSampler
 
 CARD = "tdm_student.json"
 
@@ -90,3 +95,34 @@ def explicit_timesteps(card: dict, steps: int) -> list[int] | None:
     sampled at that many steps; None for b_k = kT/K - 1 students (and cards from before the setting)."""
     listed = list(card["config"]["method"].get("timesteps") or ())
     return listed if listed and len(listed) == steps else None
+
+
+class VideoStudentSampler(VideoTeacherSampler):
+    """An exported TDM CogVideoX student folder: DDIM with `steps` steps, no CFG; uint8 clips.
+
+    At the student's own step count the steps are the card's trained timesteps (b_k = kT/K - 1, or
+    TDMConfig.timesteps), stepped along by CogVideoXTimestepsDDIMScheduler; at other counts the
+    trailing spacing, as for the teacher."""
+
+    def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 16, pipe=None):
+        self.card = json.loads((Path(spec.checkpoint) / CARD).read_text())
+        super().__init__(spec, device, batch_size, pipe)
+        trained = [int(t) for t in self.card.get("timesteps") or ()]
+        if len(trained) == spec.steps:
+            self.timesteps = trained
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, steps: int, solver: str = "ddim", device: str = "cpu",
+                 name: str | None = None, backbone: str = "tiny-cogvideox", batch_size: int = 16) -> "VideoStudentSampler":
+        if solver != "ddim":
+            raise UserError(f"a CogVideoX student is sampled with DDIM only (CogVideoXTimestepsDDIMScheduler), "
+                            f"got solver {solver!r}")
+        folder = student_folder(run_dir, steps)
+        card = json.loads((folder / CARD).read_text())
+        spec = SamplerSpec(name or f"tdm-K{card['steps']}-{solver}-{steps}", backbone, str(folder), solver, steps,
+                           guidance=float(card["guidance_scale"]))
+        return cls(spec, device, batch_size)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "trained_steps": list(self.card["config"]["method"]["steps"]),
+                "folded_step_count": self.card["steps"]}

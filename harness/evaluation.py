@@ -30,6 +30,7 @@ from methods.common.errors import UserError
 from .real_scale import RealScaleEvaluator
 from .scales import Scale
 from .tables import Cell
+from .worlds.tiny_cogvideox.evaluate import DEFAULT_GUIDANCE as VIDEO_WORLD_GUIDANCE
 
 LOWER, HIGHER = "lower", "higher"
 
@@ -202,6 +203,185 @@ def _images(images):
     return dataset.from_uint8(images)
 
 
+# The tiny-cogvideox teacher as Table 4 samples it: DDIM on trailing timesteps with the world's CFG scale
+# (harness.worlds.tiny_cogvideox.evaluate's default), which the tiny-cogvideox presets distil.
+VIDEO_GUIDANCE = VIDEO_WORLD_GUIDANCE
+VIDEO_METRICS_NOTE = ("the tiny-cogvideox world's own metrics (its clip classifier; harness/metrics/video_world.py), "
+                      "not VBench")
+
+
+def video_sampling_batch(device: str) -> int:
+    """Clips per pipeline call. On a 2-core CPU the 3D VAE's decoding dominates (about 1 s per clip at one
+    thread) and 4, 8 or 16 clips per call cost the same per clip: 8. On a GPU 128 (latents of 3 x 8 x 8 x 8
+    and 80 tokens are small; the VAE decodes 128 clips of 9 x 64 x 64 in a few GiB). A clip depends on
+    its prompt and seed only, whatever the batch."""
+    return 128 if torch.device(device).type == "cuda" else 8
+
+
+@functools.cache
+def _digest(folder: Path) -> str:
+    """folder_digest, once per folder and process (the pipeline folder is about 25 MB)."""
+    return folder_digest(folder)
+
+
+class TinyCogVideoXEvaluator:
+    """The tiny-cogvideox judge (harness/worlds/tiny_cogvideox/judge.py) on the world's build
+    (tiny_cogvideox/location.py: the shipped assets/, or $TDM_TINY_COGVIDEOX_WORLD). A missing build
+    stops here, in one line that says how to make it.
+
+    Table 4's cells: the teacher by step count (`teacher_sampler`) and trained TDM students
+    (`sampler`). fd_teacher is measured against the teacher's TEACHER_STEPS-step samples (DDIM with
+    CFG VIDEO_GUIDANCE), made by Table 4's teacher row itself, whose own metrics have no fd_teacher,
+    and cached on disk for the other cells (or sampled when they run first).
+
+    Every result's fingerprint holds the sha256 of the teacher's and the classifier's files, and the
+    training runs carry a stamp of the teacher they distilled (`training_stamp`), so a rebuilt world
+    recomputes every cell and retrains every run."""
+
+    world = "tiny-cogvideox"
+    metrics = {"fd_teacher": LOWER, "fd_data": LOWER, "alignment": HIGHER, "motion_accuracy": HIGHER,
+               "temporal_consistency": HIGHER, "mode_coverage": HIGHER}
+    main_metric = "fd_teacher"
+    metrics_note = VIDEO_METRICS_NOTE
+
+    def __init__(self, scale: Scale, device: str, cache_dir: Path, weights_root: Path | None = None):
+        from harness.tables import TEACHER_STEPS
+        from harness.worlds.tiny_cogvideox import location
+        from harness.worlds.tiny_cogvideox.judge import EvalConfig
+
+        self.folder = location.require()
+        self.pipeline, self.classifier = self.folder / "pipeline", self.folder / "classifier"
+        self.config = apply_overrides(EvalConfig(), scale.eval.get(self.world, {}))
+        self.device, self.cache_dir = device, cache_dir
+        self.batch_size = video_sampling_batch(device)
+        self.reference_steps, self.guidance = TEACHER_STEPS, VIDEO_GUIDANCE
+        self._reference: torch.Tensor | None = None
+        self._reference_sampler = None
+        self._parts: dict = {}
+
+    @property
+    def n_samples(self) -> int:
+        return self.config.n_prompts + self.config.coverage_prompts * self.config.coverage_samples
+
+    def fingerprint_config(self) -> dict:
+        """The evaluation config, with the world's files by their sha256 (not this checkout's path)
+        and the fd_teacher reference as sampled."""
+        return {**asdict(self.config), "classifier": _digest(self.classifier), "teacher": _digest(self.pipeline),
+                "reference": {"steps": self.reference_steps, "solver": "ddim", "guidance": self.guidance}}
+
+    def training_stamp(self) -> dict:
+        """What a training run on this world distilled: written beside the run, checked before reusing it."""
+        return {"world": self.world, "teacher": _digest(self.pipeline)}
+
+    def teacher_facts(self, cell) -> dict:
+        """How a teacher cell is sampled, beside the cell (its result's fingerprint)."""
+        return {"solver": cell.solver, "timesteps": "trailing", "guidance": self.guidance}
+
+    @cached_property
+    def judge(self):
+        from harness.worlds.tiny_cogvideox.classifier import ClipClassifier
+        from harness.worlds.tiny_cogvideox.judge import Judge
+
+        started = time.perf_counter()
+        judge = Judge(ClipClassifier.load(self.classifier), self.config)
+        self._parts.update(judge_seconds=_seconds(started), judge_from="computed")
+        return judge
+
+    def _spec(self, steps: int, solver: str = "ddim") -> SamplerSpec:
+        return SamplerSpec(f"teacher-{solver}-{steps}", self.world, str(self.pipeline), solver, steps, self.guidance)
+
+    def teacher_sampler(self, cell):
+        from baselines.teacher import VideoTeacherSampler
+
+        started = time.perf_counter()
+        sampler = VideoTeacherSampler(self._spec(cell.steps, cell.solver), self.device, batch_size=self.batch_size)
+        if (cell.steps, cell.solver) == (self.reference_steps, "ddim"):
+            self._reference_sampler = sampler  # scored without fd_teacher; its features become the reference
+        self._parts["sampler_load_seconds"] = _seconds(started)
+        return sampler
+
+    def sampler(self, run_dir: Path, cell: Cell):
+        from baselines.tdm_student import VideoStudentSampler
+
+        started = time.perf_counter()
+        sampler = VideoStudentSampler.from_run(run_dir, cell.steps, cell.solver, self.device, name=f"tdm-{cell.key}",
+                                               backbone=self.world, batch_size=self.batch_size)
+        self._parts["sampler_load_seconds"] = _seconds(started)
+        return sampler
+
+    def _reference_file(self) -> tuple[Path, str]:
+        """The cache file of the reference features and the key it must carry: the judge's config, the
+        world's files, the code that draws prompts and real clips, and how the teacher is sampled."""
+        from harness.worlds.tiny_cogvideox import dataset, grammar
+
+        code = hashlib.sha256(Path(dataset.__file__).read_bytes() + Path(grammar.__file__).read_bytes()).hexdigest()
+        key = hashlib.sha256(json.dumps([self.fingerprint_config(), code]).encode()).hexdigest()
+        return self.cache_dir / f"tiny-cogvideox-teacher-features-{key[:12]}.pt", key
+
+    def reference(self) -> torch.Tensor:
+        """Features of the reference teacher's clips for the judge's prompts: from memory, the disk
+        cache, or sampled now."""
+        if self._reference is None:
+            from baselines.teacher import VideoTeacherSampler
+            from harness.worlds.tiny_cogvideox.judge import from_uint8
+            from harness.worlds.tiny_sd15.judge import read_features, write_features
+
+            judge = self.judge
+            started = time.perf_counter()
+            path, key = self._reference_file()
+            features = read_features(path, key, (self.config.n_prompts, judge.real_features.shape[1]))
+            source = "disk cache"
+            if features is None:
+                teacher = VideoTeacherSampler(self._spec(self.reference_steps), self.device, batch_size=self.batch_size)
+                features, source = judge.read(from_uint8(teacher.sample(judge.prompts, judge.seeds)))[0], "computed"
+                write_features(path, key, features)
+            self._reference = features
+            self._parts.update(reference_seconds=_seconds(started), reference_from=source)
+        return self._reference
+
+    def score(self, sampler) -> dict:
+        from harness.worlds.tiny_sd15.judge import write_features
+
+        judge = self.judge
+        is_reference = sampler is self._reference_sampler
+        reference = None if is_reference else self.reference()
+        started = time.perf_counter()
+        # One call for both prompt sets: fuller batches (a clip depends on its prompt and seed only).
+        clips = sampler.sample(judge.prompts + judge.coverage_prompts, judge.seeds + judge.coverage_seeds)
+        sampled = time.perf_counter()
+        n = len(judge.prompts)
+        metrics, features = judge.score_clips(clips[:n], clips[n:], reference)
+        self._parts.update(sampling_seconds=_seconds(started, sampled), scoring_seconds=_seconds(sampled))
+        if is_reference:  # the teacher row of Table 4: the others' reference, and none of its own
+            del metrics["fd_teacher"]
+            self._reference = features
+            write_features(self._reference_file()[0], self._reference_file()[1], features)
+            self._parts.update(reference_seconds=0.0, reference_from="this cell")
+        return metrics
+
+    @property
+    def sampling_note(self) -> str:
+        return (f"the world's teacher sampled with DDIM on trailing timesteps and CFG {self.guidance:g}, at the "
+                f"world's {self.n_samples} clips per cell (no training seed); fd_teacher is measured against the "
+                f"{self.reference_steps}-step teacher, whose own row has none")
+
+    def missing(self) -> list[str]:
+        return []
+
+    def recipe_for_world(self, recipe: SamplerRecipe) -> SamplerRecipe:
+        raise UserError(f"{recipe.name} makes images; the tiny-cogvideox world scores clips")
+
+    def recipe_sampler(self, recipe: SamplerRecipe, weights_root: Path | None):
+        return self.recipe_for_world(recipe)
+
+    def take_parts(self) -> dict:
+        """Seconds by part since the last call, as TinySD15Evaluator.take_parts."""
+        parts = {"judge_seconds": 0.0, "judge_from": "memory", "reference_seconds": 0.0, "reference_from": "memory",
+                 **self._parts}
+        self._parts = {}
+        return parts
+
+
 class GMMEvaluator:
     """The gmm judge: exact mixture as the reference (harness/worlds/gmm/evaluate.py)."""
 
@@ -244,4 +424,5 @@ class GMMEvaluator:
         return {}
 
 
-EVALUATORS = {"tiny-sd15": TinySD15Evaluator, "gmm": GMMEvaluator, "real": RealScaleEvaluator}
+EVALUATORS = {"tiny-sd15": TinySD15Evaluator, "gmm": GMMEvaluator, "tiny-cogvideox": TinyCogVideoXEvaluator,
+              "real": RealScaleEvaluator}

@@ -4,7 +4,9 @@ Markdown, LaTeX and a PNG, plus whether our small world ranks the variants as th
 Every view is made from the long CSV's rows, so the four files always agree. A table with
 recipe cells (Tables 1-2) shows each row's backbone, recipe and NFE, says how the cells were
 sampled and scored (on tiny-sd15: the world's metrics, plumbing only), and lists the rows that
-need training before they can run.
+need training before they can run. Teacher cells (Table 4) have no training seed; the caption says
+how the teacher was sampled. A metric a cell could not measure (None, e.g. motion_accuracy when no
+object with a named motion was found) is left out of that cell's mean.
 """
 from __future__ import annotations
 
@@ -43,15 +45,17 @@ def long_rows(table: Table, records: list[dict]) -> list[dict]:
                 # hps_average, aesthetic, ...), else beside the table's main published metric.
                 paper_metric = metric if table.published_record(row, metric) else table.paper_metric
                 paper = table.published_record(row, paper_metric)
-                values = [r["metrics"][metric] for r in recs if metric in r["metrics"]]
+                values = [r["metrics"][metric] for r in recs if r["metrics"].get(metric) is not None]
                 if not values:  # e.g. the teacher's FID to itself
                     continue
                 out.append({
-                    "table": table.id, "world": world, "scale": scale, "row": row.label, "variant": row.cell.variant,
+                    "table": table.id, "world": world, "scale": scale, "row": row.label, "kind": row.cell.kind,
+                    "variant": row.cell.variant,
                     "steps": row.cell.steps, "solver": row.cell.solver, "metric": metric, "better": better,
                     "ours_mean": float(np.mean(values)),
                     "ours_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                    "n_seeds": len(values), "seeds": " ".join(str(r["seed"]) for r in recs),
+                    "n_seeds": len(values), "seeds": " ".join(str(r["seed"]) for r in recs
+                                                              if r["metrics"].get(metric) is not None),
                     "iterations": training.get("iterations"), "batch_size": training.get("batch_size"),
                     "n_samples": recs[0]["n_samples"], "paper_metric": paper_metric if paper else None,
                     "paper_value": float(paper["value"]) if paper.get("value") else None,
@@ -67,16 +71,17 @@ def backbone_label(row: Row) -> str:
 
 
 def _recipe_columns(row: Row, record: dict) -> dict:
-    recipe = None if row.cell.trained else row.cell.sampler_recipe
+    recipe = row.cell.sampler_recipe if row.cell.kind == "recipe" else None
     return {"backbone": backbone_label(row), "recipe": recipe.name if recipe else None,
             "nfe": recipe.nfe if recipe else None, "resized_for_world": record.get("resized_for_world"),
             # for the caption only (not CSV columns): how the cell was sampled and what its metrics are worth
             "sampling_note": record.get("sampling_note"), "metrics_note": record.get("metrics_note")}
 
 
-def ranking_agreement(rows: list[dict]) -> list[dict]:
+def ranking_agreement(rows: list[dict], across_steps: bool = False) -> list[dict]:
     """Kendall's tau between the paper's HPS and each of our metrics, over pairs of distinct cells
-    with the same step count (comparing a 1-step with a 4-step model says nothing about a variant).
+    with the same step count (comparing a 1-step with a 4-step model says nothing about a variant);
+    `across_steps`: over every pair (Table 4, whose claim is TDM at 4 steps against its teacher at 50).
 
     Our metric is oriented so that larger is better, as HPS is. tau = (C - D) / (C + D); pairs tied
     on either side are counted as ties and left out. Also lists the disagreeing pairs."""
@@ -91,7 +96,7 @@ def ranking_agreement(rows: list[dict]) -> list[dict]:
         items = list(cells.values())
         for i, a in enumerate(items):
             for b in items[i + 1:]:
-                if a["steps"] != b["steps"]:
+                if a["steps"] != b["steps"] and not across_steps:
                     continue
                 sign = 1 if a["better"] == "higher" else -1
                 ours = sign * (a["ours_mean"] - b["ours_mean"])
@@ -104,7 +109,8 @@ def ranking_agreement(rows: list[dict]) -> list[dict]:
                     discordant += 1
                     spread = max(a["ours_std"] or 0.0, b["ours_std"] or 0.0)
                     within = " (within seed spread)" if abs(ours) < spread else ""
-                    disagreements.append(f"{_name(a)} vs {_name(b)} ({a['steps']} steps){within}")
+                    steps = f"{a['steps']} steps" if a["steps"] == b["steps"] else f"{a['steps']} vs {b['steps']} steps"
+                    disagreements.append(f"{_name(a)} vs {_name(b)} ({steps}){within}")
         pairs = concordant + discordant
         out.append({"table": rows[0]["table"], "world": world, "scale": scale, "metric": metric,
                     "kendall_tau": (concordant - discordant) / pairs if pairs else None,
@@ -116,6 +122,8 @@ def ranking_agreement(rows: list[dict]) -> list[dict]:
 def _name(row: dict) -> str:
     if row.get("recipe"):
         return f"{row['row']} ({row['backbone']})"
+    if row.get("kind") == "teacher":
+        return row["row"]
     return row["row"] if row["solver"] == "dpmpp" or "test" in row["row"] else f"{row['row']} [{row['solver']}]"
 
 
@@ -131,7 +139,8 @@ def _headers(table: Table) -> tuple[list[str], list[str]]:
     if table.has_recipes:
         return (["row", "backbone", "steps", "sampler", "NFE", "paper HPSv2.1"],
                 ["Method", "Backbone", "Steps", "Sampler", "NFE", "HPSv2.1 (paper)"])
-    return ["row", "steps", "test solver", "paper HPS"], ["Method", "Steps", "Solver", "HPS (paper)"]
+    return (["row", "steps", "test solver", f"paper {table.paper_column}"],
+            ["Method", "Steps", "Solver", f"{table.paper_column} (paper)"])
 
 
 def _labels(table: Table, row: dict) -> list[str]:
@@ -152,7 +161,9 @@ def _views(table: Table, rows: list[dict]):
     """(world, scale, metrics, lines): one paper-layout table per world and scale."""
     for world, scale in sorted({(r["world"], r["scale"]) for r in rows}):
         part = [r for r in rows if (r["world"], r["scale"]) == (world, scale)]
-        metrics = list(dict.fromkeys(r["metric"] for r in part))
+        # In the order of the line with the most metrics (Table 4's teacher row has no fd_teacher).
+        per_line = [[r["metric"] for r in part if _line_key(r) == key] for key in dict.fromkeys(map(_line_key, part))]
+        metrics = list(dict.fromkeys(m for line in sorted(per_line, key=len, reverse=True) for m in line))
         lines = []
         for label_row in dict.fromkeys(_line_key(r) for r in part):
             cells = {r["metric"]: r for r in part if _line_key(r) == label_row}
@@ -172,8 +183,9 @@ def _ours(row: dict) -> str:
 
 
 def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
-    trained = [r for r in part if not r.get("recipe")]
+    trained = [r for r in part if r.get("kind", "trained") == "trained"]
     recipes = [r for r in part if r.get("recipe")]
+    teachers = [r for r in part if r.get("kind") == "teacher"]
     text = [f"{table.id} ({table.title}) on {world}, {scale} scale:"]
     if trained:
         first = trained[0]
@@ -183,6 +195,12 @@ def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
         text.append(f"{first['iterations']} iterations at batch {first['batch_size']}, {first['n_samples']} samples "
                     f"per cell, mean ± std over {per_cell} training seeds per cell (seeds {', '.join(map(str, seeds))};"
                     " the CSV's n_seeds gives each cell's).")
+    if teachers:
+        note = teachers[0].get("sampling_note") or "the world's teacher"
+        text.append(f"Teacher rows: {note}.")
+        metrics_note = teachers[0].get("metrics_note")
+        if metrics_note:
+            text.append(f"Metrics: {metrics_note}.")
     if recipes:
         first = recipes[0]
         note = first.get("metrics_note") or ""
@@ -199,7 +217,7 @@ def _not_shown(table: Table, rows: list[dict]) -> list[str]:
     """Markdown lines naming the rows missing from the table above: recipe cells without a result,
     and this paper's own models, which cannot run yet."""
     shown = {r["variant"] for r in rows}
-    absent = [row.cell.recipe for row in table.rows if row.cell is not None and not row.cell.trained
+    absent = [row.cell.recipe for row in table.rows if row.cell is not None and row.cell.kind == "recipe"
               and row.cell.recipe not in shown]
     out = []
     if absent:
@@ -228,7 +246,9 @@ def markdown(table: Table, rows: list[dict], agreement: list[dict]) -> str:
                     for m in metrics) + " |",
                 align + "---:|" * len(metrics)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
-        out += ["", "Ranking agreement with the paper (Kendall's tau over pairs with equal steps):", ""]
+        pairs = "pairs of rows with a published number, at any step counts" if table.across_steps else \
+            "pairs with equal steps"
+        out += ["", f"Ranking agreement with the paper (Kendall's tau over {pairs}):", ""]
         for a in agreement:
             if (a["world"], a["scale"]) == (world, scale):
                 tau = "n/a" if a["kendall_tau"] is None else f"{a['kendall_tau']:+.2f}"
@@ -281,7 +301,7 @@ def plot(table: Table, rows: list[dict], path: Path) -> None:
                 [r for r in part if r["metric"] == metric]
             _draw(ax, table, sel, paper)
             better = "" if paper else (" ↓" if sel[0]["better"] == "lower" else " ↑")
-            paper_title = "paper: HPSv2.1 (average) ↑" if table.has_recipes else "paper: HPS on SD-v1.5 ↑"
+            paper_title = "paper: HPSv2.1 (average) ↑" if table.has_recipes else f"paper: {table.paper_plot_title} ↑"
             ax.set_title(f"{world} ({scale}): {metric}{better}" if not paper else paper_title, fontsize=9)
         for j in range(len(metrics_per_view[i]), ncols):
             axes[i][j].axis("off")
@@ -317,5 +337,5 @@ def _draw(ax, table: Table, sel: list[dict], paper: bool) -> None:
     finite = [y for y in ys if not np.isnan(y)]
     if finite:
         lo, hi = min(finite), max(finite)
-        pad = (hi - lo) * 0.5 + 1e-9 * abs(hi) + (0.05 * abs(hi) if hi == lo else 0)
+        pad = (hi - lo) * 0.5 + 1e-9 * abs(hi) + (0.05 * abs(hi) if hi == lo else 0) or 1.0  # all zero: any span
         ax.set_ylim(lo - pad, hi + pad)

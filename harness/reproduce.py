@@ -5,6 +5,7 @@
     python -m harness.reproduce table5 --world gmm
     python -m harness.reproduce table5 table6 table7 table8 --device cuda --scale full
     python -m harness.reproduce table3                   # training cost of the runs above
+    python -m harness.reproduce table4 --world tiny-cogvideox --device cuda   # the video world (Table 4)
     python -m harness.reproduce table5 --dry-run         # the cells, seeds and training runs, then exit
     python -m harness.reproduce table1 --dry-run         # every recipe cell and the files it still needs
     python -m harness.reproduce table1 table2 --weights-root weights   # the recipe cells whose weights are there
@@ -21,6 +22,12 @@ its 64 px, judged by its classifier): plumbing, not the paper's comparison. Weig
 --weights-root (laid out <DIR>/<owner>/<name>/<file>) or the Hugging Face cache. A cell whose
 files are missing is skipped and listed on stderr with them; the command exits 0 when some cell
 ran, and 2, in one line, when none of the requested cells can run.
+
+Table 4 runs on the small video world tiny-cogvideox (its build: harness/worlds/tiny_cogvideox/
+location.py): the world's teacher at 50 and at 4 DDIM steps with CFG (teacher cells: nothing trained,
+one result each, seed 0), and TDM-4step students of it, scored with the world's own video metrics
+beside the paper's VBench total. Without --world, a table runs on tiny-sd15 where it can, else on
+its first world (Table 4: tiny-cogvideox).
 """
 from __future__ import annotations
 
@@ -99,7 +106,7 @@ def write_grid_report(table: Table, results_dir: Path, out_dir: Path) -> str:
     rows = report.long_rows(table, load_records(results_dir, [table.id]))
     if not rows:
         return f"{table.id}: no results in {results_dir / table.id} yet"
-    agreement = report.ranking_agreement(rows)
+    agreement = report.ranking_agreement(rows, across_steps=table.across_steps)
     md = report.markdown(table, rows, agreement)
     write_text_atomic(out_dir / f"{table.id}.csv", _csv(rows, report.csv_columns(table)))
     write_text_atomic(out_dir / f"{table.id}.md", md)
@@ -145,7 +152,7 @@ def _where(root: Path | None) -> str:
 def _missing(job: Job, runner: Runner, state: str | None = None) -> list[str]:
     """The files a recipe cell still needs before it can run: none for a trained cell, or for one
     whose result is already there (it is not sampled again). `state`: runner.status(job), if known."""
-    if job.cell.trained:
+    if job.cell.kind != "recipe":
         return []
     if not runner.force and (state or runner.status(job)) not in ("to compute", "stale"):
         return []
@@ -174,24 +181,27 @@ def _seeds(text: str | None, scale) -> tuple[int, ...]:
 
 def reproduce(args) -> None:
     tables = [get_table(name) for name in args.tables]
+    world = args.world or default_world(tables)
     for table in tables:
         if table.kind == "published":
             raise UserError(f"{table.id} cannot run yet: it needs {table.needs}; its published numbers are in "
                             f"paper_tables/published/{table.id}.csv")
-        check_world(table, args.world)
+        check_world(table, world)
     device = check_device(args.device)
     scale = get_scale(args.scale if args.scale != "auto" else ("full" if device == "cuda" else "reduced"))
     seeds = _seeds(args.seeds, scale)
     results_dir = Path(args.results_dir)
     out_dir = ROOT / "paper_tables" if results_dir.resolve() == DEFAULT_RESULTS else results_dir / "paper_tables"
     runner = Runner(results_dir, device, args.force, not args.no_progress, _weights_root(args.weights_root))
-    jobs = [job for table in tables if table.kind == "grid" for job in jobs_for(table, args.world, scale, seeds)]
+    jobs = [job for table in tables if table.kind == "grid" for job in jobs_for(table, world, scale, seeds)]
     if args.variants:  # training variants, or recipe names for recipe cells
         wanted = args.variants.split(",")
         unknown = sorted(set(wanted) - {job.cell.variant for job in jobs})
         if unknown:
             raise UserError(f"--variants: {', '.join(unknown)} not in the grid of {', '.join(args.tables)}")
         jobs = [job for job in jobs if job.cell.variant in wanted]
+    if jobs:  # one evaluator per world and scale: a world that is not built says so before anything is written
+        runner.evaluator(jobs[0])
     # Grouped by training run, so whoever trains a run evaluates its cells of every table next.
     first = {}
     for i, job in enumerate(jobs):
@@ -203,7 +213,8 @@ def reproduce(args) -> None:
                             f"{results_dir} holds none yet: run those tables first")
     if args.dry_run:
         _print_plan(jobs, scale, runner)
-        _print_recipe_plans(tables, jobs, runner, args.world, scale)
+        _print_teacher_plan(jobs, runner)
+        _print_recipe_plans(tables, jobs, runner, world, scale)
         return
     jobs = _runnable(jobs, runner)
     _writable(results_dir)
@@ -238,6 +249,22 @@ def _print_plan(jobs: list[Job], scale, runner: Runner) -> None:
         print(f"  {run_dir}: {config.iterations} iterations, batch {m.batch_size}, steps {list(m.steps)}, "
               f"loss {m.loss}, solver {m.solver}, importance {m.importance_weights}, match {m.match}, "
               f"step conditioning {m.step_conditioning and m.unify}\n      cells: {', '.join(cells)}")
+
+
+def _print_teacher_plan(jobs: list[Job], runner: Runner) -> None:
+    """The teacher cells (Table 4): how each is sampled and what running it would do."""
+    jobs = [job for job in jobs if job.cell.kind == "teacher"]
+    if not jobs:
+        return
+    evaluator = runner.evaluator(jobs[0])
+    print(f"{_count(len(jobs), 'teacher cell')} (the world's teacher, nothing trained; one result each at seed "
+          f"{RECIPE_SEED}, {RECIPE_SEED_MEANING}):")
+    for job in jobs:
+        steps, guidance = job.cell.steps, evaluator.guidance
+        nfe = steps * (2 if guidance != 1 else 1)
+        role = "; the fd_teacher reference" if steps == evaluator.reference_steps else ""
+        print(f"  {job.cell.key}-seed{job.seed} [{job.table.id}: {runner.status(job)}]: {steps} {job.cell.solver.upper()} "
+              f"steps, CFG {guidance:g} ({nfe} NFE){role}")
 
 
 def _print_recipe_plans(tables: list[Table], jobs: list[Job], runner: Runner, world: str, scale) -> None:
@@ -283,11 +310,21 @@ def _print_columns(lines: list[list[str]], indent: str = "  ") -> None:
         print(indent + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
 
 
+def default_world(tables: list[Table]) -> str:
+    """tiny-sd15 where every table runs on it (and for the tables that run nowhere yet, which then
+    say so); else the first table's first world that every table runs on (Table 4: tiny-cogvideox)."""
+    runnable = [table for table in tables if table.worlds]
+    if not runnable or all("tiny-sd15" in table.worlds for table in runnable):
+        return "tiny-sd15"
+    shared = [w for w in runnable[0].worlds if all(w in table.worlds for table in runnable)]
+    return shared[0] if shared else "tiny-sd15"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m harness.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("tables", nargs="+", metavar="TABLE", help="list, or one or more of table1 ... table8")
-    parser.add_argument("--world", default="tiny-sd15",
-                        help="tiny-sd15 (default), gmm, or real (Tables 1-2 with the paper's metrics; --weights-root)")
+    parser.add_argument("--world", help="tiny-sd15 (the default where a table runs on it), gmm, tiny-cogvideox (Table 4, "
+                                         "its default), or real (Tables 1-2 with the paper's metrics; --weights-root)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--scale", default="auto", choices=("auto", *SCALES),
                         help="auto: full on cuda, reduced on cpu")

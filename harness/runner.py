@@ -10,6 +10,13 @@ recipe as sampled and the evaluation config; its record carries `training: null`
 are recorded, not fingerprinted (hashing gigabytes on every run and dry run would cost minutes):
 after replacing a weights file, rerun with --force.
 
+A teacher cell (Table 4's teacher rows) is the world's own teacher at a step count: nothing is
+trained, one result at seed 0 as for a recipe cell; the world's evaluator samples it
+(`teacher_sampler`) and says how (`teacher_facts`, fingerprinted beside the cell). A world whose
+teacher may be rebuilt (tiny-cogvideox) fingerprints its files in the evaluation config and
+stamps each training run with them (`runs/.../world.json`): a run made on another build is
+trained afresh, not reused.
+
 Caching and resuming:
 - a finished cell (its JSON exists and its fingerprint matches) is not recomputed unless `force`;
 - an evaluation another table already made with the same fingerprint is copied, not redone;
@@ -46,7 +53,7 @@ from methods.tdm.presets import resolve
 
 from .evaluation import EVALUATORS
 from .scales import Scale
-from .tables import Cell, RecipeCell, Table
+from .tables import Cell, RecipeCell, Table, TeacherCell
 
 RUNS = "runs"
 POLL_SECONDS = 5.0
@@ -58,7 +65,7 @@ RECIPE_SEED_MEANING = "no training seed: the evaluation's own fixed prompts and 
 class Job:
     """One cell and training seed of a table in a world at a scale."""
     table: Table
-    cell: Cell | RecipeCell
+    cell: Cell | RecipeCell | TeacherCell
     seed: int
     world: str
     scale: Scale
@@ -89,9 +96,10 @@ class Job:
                 / f"{self.cell.key}{self.tag}-seed{self.seed}.json")
 
     def lock_path(self, results_dir: Path) -> Path:
-        """A trained cell locks its training run (shared by the cells sampled from it); a recipe
-        cell locks itself."""
-        what = f"{self.cell.variant}{self.run_tag}-seed{self.seed}" if self.cell.trained else f"recipe-{self.cell.key}"
+        """A trained cell locks its training run (shared by the cells sampled from it); a recipe or
+        teacher cell locks itself."""
+        what = {"trained": f"{self.cell.variant}{self.run_tag}-seed{self.seed}", "recipe": f"recipe-{self.cell.key}",
+                "teacher": self.cell.key}[self.cell.kind]
         return results_dir / RUNS / "locks" / f"{self.scale.folder(self.world)}-{what}.lock"
 
 
@@ -209,6 +217,8 @@ class Runner:
     def _sampler(self, job: Job, evaluator):
         if job.cell.trained:
             return evaluator.sampler(job.run_dir(self.results_dir), job.cell)
+        if job.cell.kind == "teacher":
+            return evaluator.teacher_sampler(job.cell)
         return evaluator.recipe_sampler(job.cell.sampler_recipe, self.weights_root)
 
     def _train(self, job: Job) -> dict:
@@ -220,6 +230,7 @@ class Runner:
         if self.force and run_dir not in self._retrained:
             shutil.rmtree(run_dir, ignore_errors=True)
         self._retrained.add(run_dir)
+        stamp = _stamp(self.evaluator(job), run_dir)
         summary = _finished_run(run_dir, config)
         if summary is None:
             summary = train(config, self.device, show_progress=self.show_progress)
@@ -228,7 +239,7 @@ class Runner:
                 "peak_memory_gib", "wall_seconds", "flops_per_iteration", "flops_counted_at_K", "mixed_precision", "device",
                 "num_processes")
         return {"config": asdict(config), **{k: summary.get(k) for k in keep},
-                "final_losses": _final_losses(run_dir)}
+                "final_losses": _final_losses(run_dir), **({"world_stamp": stamp} if stamp else {})}
 
 
 # TrainConfig fields (dotted: "method.x" is TDMConfig's) added after results were committed:
@@ -252,6 +263,8 @@ def _fingerprinted_config(config) -> dict:
 def fingerprint_of(job: Job, evaluator, eval_config: dict) -> str:
     if job.cell.trained:
         what = [_fingerprinted_config(job.train_config(Path("<results>"))), asdict(job.cell)]
+    elif job.cell.kind == "teacher":
+        what = [{"teacher": asdict(job.cell)}, evaluator.teacher_facts(job.cell)]
     else:
         what = [evaluator.recipe_for_world(job.cell.sampler_recipe).describe()]
     blob = json.dumps([job.world, job.scale.name, *what, eval_config], sort_keys=True, default=str)
@@ -259,15 +272,39 @@ def fingerprint_of(job: Job, evaluator, eval_config: dict) -> str:
 
 
 def _recipe_facts(job: Job, sampler, evaluator) -> dict:
-    """What a recipe cell's record adds: how it was sampled beside the recipe, and what its
-    numbers are (not) worth."""
+    """What a recipe or teacher cell's record adds: how it was sampled beside the recipe, and what
+    its numbers are (not) worth."""
     if job.cell.trained:
         return {}
+    if job.cell.kind == "teacher":
+        return {"seed_meaning": RECIPE_SEED_MEANING, "metrics_note": evaluator.metrics_note,
+                "sampling_note": evaluator.sampling_note}
     return {"recipe": job.cell.recipe, "seed_meaning": RECIPE_SEED_MEANING,
             "resized_for_world": sampler.recipe.height,
             "recipe_size": [job.cell.sampler_recipe.height, job.cell.sampler_recipe.width],
             "measured_nfe": sampler.last_nfe,
             "metrics_note": evaluator.metrics_note, "sampling_note": evaluator.sampling_note}
+
+
+WORLD_STAMP = "world.json"
+
+
+def _stamp(evaluator, run_dir: Path) -> dict | None:
+    """The world's stamp of what it trains on (None for worlds that ship fixed: tiny-sd15, gmm). A
+    run folder made on another build of the world is removed, so that it is trained afresh rather
+    than resumed or reused; the stamp is then written beside the run."""
+    stamp = evaluator.training_stamp() if hasattr(evaluator, "training_stamp") else None
+    if stamp is None:
+        return None
+    path = run_dir / WORLD_STAMP
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        found = None
+    if found != stamp:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        write_json_atomic(path, stamp)
+    return stamp
 
 
 def _finished_run(run_dir: Path, config) -> dict | None:

@@ -1,10 +1,12 @@
 """The paper's eight tables as declarative grids: which cells, which metrics, which published numbers.
 
-A *cell* is one evaluated configuration, of one of two kinds:
+A *cell* is one evaluated configuration, of one of three kinds (`kind`):
 - `Cell`: a training variant (a key of `methods.tdm.presets.VARIANTS`), the step count it is
   sampled with, and the test solver; the runner trains it first;
 - `RecipeCell`: a published checkpoint, named by its sampler recipe (baselines/recipes.py);
-  nothing is trained, the recipe is sampled as it stands.
+  nothing is trained, the recipe is sampled as it stands;
+- `TeacherCell`: the world's own teacher at a step count (Table 4's teacher rows); nothing is
+  trained, and the world's evaluator says how it is sampled (solver, CFG).
 A *row* of the paper's layout points at one cell and at the published numbers it sits
 beside. Several rows may share a cell (Table 5's "TDM-4Step" and "w/o unify training" at 4
 steps are the same model), and several tables may share a training run. A row without a cell is
@@ -41,6 +43,7 @@ class Cell:
     steps: int            # sampling steps at test time
     solver: str = "dpmpp"  # test solver; the paper's default for its TDM numbers (Table 6)
     trained: ClassVar[bool] = True
+    kind: ClassVar[str] = "trained"
 
     @property
     def key(self) -> str:
@@ -53,6 +56,7 @@ class RecipeCell:
     """A published checkpoint, sampled as its recipe says; nothing is trained."""
     recipe: str           # a name get_recipe accepts: "tcd-sd15", "tcd-sd15@realistic-vision"
     trained: ClassVar[bool] = False
+    kind: ClassVar[str] = "recipe"
 
     @property
     def key(self) -> str:
@@ -78,14 +82,32 @@ class RecipeCell:
 
 
 @dataclass(frozen=True)
+class TeacherCell:
+    """The world's teacher sampled with `steps` steps of `solver`, with the CFG scale the world's
+    evaluator samples its teacher with; nothing is trained, one result (seed RECIPE_SEED)."""
+    steps: int
+    solver: str = "ddim"
+    trained: ClassVar[bool] = False
+    kind: ClassVar[str] = "teacher"
+    variant: ClassVar[str] = "teacher"  # what --variants selects: every teacher cell of the grid
+
+    @property
+    def key(self) -> str:
+        """File stem of the cell's result: teacher-<steps>step-<solver>."""
+        return f"teacher-{self.steps}step-{self.solver}"
+
+
+@dataclass(frozen=True)
 class Row:
     label: str            # the paper's row label, as printed
-    cell: Cell | RecipeCell | None  # None: this paper's own model, not runnable yet (see `needs`)
+    cell: Cell | RecipeCell | TeacherCell | None  # None: this paper's own model, not runnable yet (see `needs`)
     method: str           # how the published CSV names the row: method and variant columns
     variant: str = ""
     backbone: str = ""    # the published CSV's backbone, where a table spans several (Tables 1-2)
     steps: int | None = None  # the published step count of a row without a cell
     needs: str = ""       # what a row without a cell needs before it can run
+    printed_steps: str | None = None  # the published CSV's steps where they differ from the cell's:
+                                      # "" for Table 4's teacher, whose step count the paper does not print
 
     @property
     def paper_steps(self) -> int:
@@ -105,8 +127,12 @@ class Table:
     plot: str = "bars"                 # "steps": metric against steps per variant (Table 5); "bars"
     paper_metric: str = "hps"          # the published metric printed beside ours
     paper_label: str = "HPSv2.1 on SD-v1.5"
+    paper_column: str = "HPS"          # the published metric's short name in the reports' headers
+    paper_plot_title: str = "HPS on SD-v1.5"  # ... and in the plot's panel of the paper's numbers
+    across_steps: bool = False         # ranking agreement over pairs of rows at any step counts (Table 4
+                                       # compares TDM at 4 steps with its teacher at 50), not only at equal ones
 
-    def cells(self) -> list[Cell | RecipeCell]:
+    def cells(self) -> list[Cell | RecipeCell | TeacherCell]:
         """The distinct cells of the grid, in row order."""
         seen: dict = {}
         for row in self.rows:
@@ -120,7 +146,7 @@ class Table:
 
     @property
     def has_recipes(self) -> bool:
-        return any(not cell.trained for cell in self.cells())
+        return any(cell.kind == "recipe" for cell in self.cells())
 
     def published(self) -> list[dict]:
         """The paper's numbers for this table (paper_tables/published/<id>.csv)."""
@@ -130,9 +156,9 @@ class Table:
         """The published CSV's line for the row and metric ({} if none); the backbone counts only
         where the row names one (Tables 5-8 are all SD-v1.5)."""
         metric = metric or self.paper_metric
+        steps = str(row.paper_steps) if row.printed_steps is None else row.printed_steps
         for rec in self.published():
-            if (rec["method"], rec["variant"], rec["metric"], rec["steps"]) == \
-                    (row.method, row.variant, metric, str(row.paper_steps)) \
+            if (rec["method"], rec["variant"], rec["metric"], rec["steps"]) == (row.method, row.variant, metric, steps) \
                     and (not row.backbone or rec["backbone"] == row.backbone):
                 return rec
         return {}
@@ -149,6 +175,7 @@ def _published(table_id: str) -> list[dict]:
 
 
 SMALL_WORLDS = ("tiny-sd15", "gmm")
+VIDEO_WORLDS = ("tiny-cogvideox",)  # the small text-to-video world (Table 4)
 REAL = "real"  # real checkpoints and the paper's metrics (harness/real_scale.py)
 RECIPE_WORLDS = ("tiny-sd15", REAL)
 
@@ -175,6 +202,20 @@ def _table6() -> tuple[Row, ...]:
         Row(f"train {names[train]} test {names[test]}", Cell("4step" if train == "ddim" else "4step-dpmpp", 4, test),
             "TDM", f"train {names[train]} test {names[test]}")
         for train in ("ddim", "dpmpp") for test in ("ddim", "dpmpp"))
+
+
+# Table 4: the teacher at its many-step setting (the paper's CogVideoX-2B row: CogVideoXPipeline's default
+# 50 steps with CFG; the paper prints no step count), TDM at 4 steps, and, not in the paper, the teacher at
+# the student's 4 steps: the few-step baseline a distilled student has to beat. fd_teacher is measured
+# against the 50-step teacher (harness.evaluation.TinyCogVideoXEvaluator), whose own row has none.
+TEACHER_STEPS = 50
+
+
+def _table4() -> tuple[Row, ...]:
+    return (Row(f"CogVideoX-2B (the teacher, {TEACHER_STEPS} steps with CFG)", TeacherCell(TEACHER_STEPS),
+                "CogVideoX-2B", printed_steps=""),
+            Row("TDM (4 NFE)", Cell("4step", 4, "ddim"), "TDM"),
+            Row("teacher at 4 steps with CFG (extra: the few-step baseline)", TeacherCell(4), "project"))
 
 
 # Tables 1-2: which published rows are recipes, and what the others need.
@@ -243,9 +284,13 @@ TABLES: dict[str, Table] = {t.id: t for t in [
           paper_label=RECIPE_PAPER_LABEL),
     Table("table3", "Training cost", kind="cost", cost_of=("table5", "table6", "table7", "table8"),
           worlds=SMALL_WORLDS, needs="real-size runs for the paper's rows (SDXL, PixArt-alpha)"),
-    Table("table4", "CogVideoX-2B on VBench", kind="published",
-          needs="CogVideoX-2B weights, the tiny-cogvideox world (its teacher and metrics are not built yet), "
-                "VBench and a GPU"),
+    # Table 4 on the small video world, scored with its own metrics (harness/metrics/video_world.py), never
+    # called VBench; the paper's VBench total is printed beside them.
+    Table("table4", "Text-to-video: the teacher at 50 steps against TDM at 4 (paper: CogVideoX-2B on VBench)",
+          _table4(), VIDEO_WORLDS, needs="CogVideoX-2B weights, VBench and a GPU for the paper's own numbers",
+          paper_metric="vbench_total", paper_label="VBench total score, CogVideoX-2B (not our metrics: the world "
+          "scores clips with its own classifier)", paper_column="VBench total",
+          paper_plot_title="VBench total, CogVideoX-2B", across_steps=True),
     Table("table5", "TDM-unify and its ablations at 1, 2 and 4 steps", _table5(), SMALL_WORLDS,
           needs="SD-v1.5 weights and HPSv2.1 for the paper's own numbers", plot="steps"),
     Table("table6", "Train with DDIM or DPM-Solver x test with DDIM or DPM-Solver (4 steps)", _table6(),
@@ -268,7 +313,7 @@ def get_table(name: str) -> Table:
 
 
 def check_world(table: Table, world: str) -> None:
-    known = (*SMALL_WORLDS, REAL)
+    known = (*SMALL_WORLDS, *VIDEO_WORLDS, REAL)
     if world not in known:
         raise UserError(f"unknown world {world!r}{did_you_mean(world, known)} Known worlds: {', '.join(known)}")
     if world not in table.worlds:

@@ -102,7 +102,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     cases = [
         (["table9"], "unknown table 'table9'"),
         (["table5", "--world", "mnist"], "unknown world 'mnist'"),
-        (["table4"], "table4 cannot run yet"),
+        (["table4", "--world", "tiny-sd15"], "table4 cannot run on world 'tiny-sd15': it runs on tiny-cogvideox"),
         (["table1", "--world", "gmm"], "table1 cannot run on world 'gmm'"),
         (["table1", "--results-dir", str(tmp_path / "r")], "no cell of table1 can run"),
         (["table1", "--weights-root", str(tmp_path / "nowhere")], "is not a folder"),
