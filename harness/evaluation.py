@@ -212,9 +212,9 @@ VIDEO_METRICS_NOTE = ("the tiny-cogvideox world's own metrics (its clip classifi
 
 def video_sampling_batch(device: str) -> int:
     """Clips per pipeline call. On a 2-core CPU the 3D VAE's decoding dominates (about 1 s per clip at one
-    thread) and 4, 8 or 16 clips per call cost the same per clip: 8. On a GPU 128 (latents of 3 x 8 x 8 x 8
-    and 80 tokens are small; the VAE decodes 128 clips of 9 x 64 x 64 in a few GiB). A clip depends on
-    its prompt and seed only, whatever the batch."""
+    thread) and 4, 8 or 16 clips per call cost the same per clip: 8. On an H200 128: the judge's 384 clips
+    at 50 steps took 1.7 s at 128, 256 or 384 per call against 3.0 s at 64, with a peak of 8.1 GiB at 128
+    (16.2 at 256). A clip depends on its prompt and seed only, whatever the batch."""
     return 128 if torch.device(device).type == "cuda" else 8
 
 
