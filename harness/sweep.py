@@ -3,6 +3,7 @@ world's metrics, and a summary per setting (mean and spread over seeds).
 
     python -m harness.sweep fisher-alpha --world gmm --variant 4step-fisher --set fisher_alpha=1.0,1.2 --seeds 0,1,2
     python -m harness.sweep lr --variant 4step --set lr_student=2e-6,5e-6 --set lr_fake=2e-5,2e-4 --device cuda
+    python -m harness.sweep budget-4step --world tiny-cogvideox --set iterations=250,500,1000,2000 --device cuda
 
 Each combination of the `--set` values (their product) trains the variant's preset at the scale's
 settings with those values on top, for every seed, and is sampled at `--steps` steps: cells are made
@@ -14,6 +15,9 @@ against it (.png; with `--set iterations=...`, the convergence curve). Mistakes 
 A curve's budgets (`--set iterations=500,1500,4500`) share one training run per seed, each budget
 continuing from the last one's final checkpoint, so a curve costs its longest budget; run one
 process per curve.
+
+On tiny-cogvideox the students are sampled with DDIM (the only solver of the video samplers), and
+fd_teacher is against the world's 50-step teacher, as in Table 4.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from methods.tdm.presets import VARIANTS, resolve
 from .reproduce import DEFAULT_RESULTS, _seeds, _writable
 from .runner import Job, Runner
 from .scales import SCALES, get_scale
-from .tables import SMALL_WORLDS, Cell, Row, Table
+from .tables import SMALL_WORLDS, VIDEO_WORLDS, Cell, Row, Table
 
 SETTABLE = {f.name for f in fields(TrainConfig) if f.name != "method"} | {f.name for f in fields(TDMConfig)}
 NOT_SWEPT = {"output_dir", "seed", "tracker", "backbone", "teacher", "prompts"}  # the runner's or the world's
@@ -57,11 +61,13 @@ def sweep_jobs(name: str, world: str, variant: str, steps: int, settings, scale,
     """One job per combination of values and seed; each configuration is resolved (and so checked) first."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise UserError(f"the sweep's NAME must be letters, digits, '.', '_' or '-', got {name!r}")
-    if world not in SMALL_WORLDS:
-        raise UserError(f"--world must be one of {', '.join(SMALL_WORLDS)}, got {world!r}")
+    worlds = (*SMALL_WORLDS, *VIDEO_WORLDS)
+    if world not in worlds:
+        raise UserError(f"--world must be one of {', '.join(worlds)}, got {world!r}")
     if variant not in VARIANTS:
         raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    table = Table(f"sweeps/{name}", f"sweep {name}", (Row(name, Cell(variant, steps), "sweep"),))
+    cell = Cell(variant, steps, "ddim") if world in VIDEO_WORLDS else Cell(variant, steps)
+    table = Table(f"sweeps/{name}", f"sweep {name}", (Row(name, cell, "sweep"),))
     # Budgets in increasing order: a curve's budgets share one run per seed, each continuing the last.
     settings = [(k, sorted(v, key=_number) if k == "iterations" else v) for k, v in settings]
     jobs = []
@@ -97,8 +103,8 @@ def summarise(jobs: list[Job], records: list[dict]) -> tuple[list[str], list[lis
     for setting, group in groups.items():
         row = [*setting, " ".join(str(r["seed"]) for r in group)]
         for m in metrics:
-            values = [r["metrics"][m] for r in group]
-            row += [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None]
+            values = [r["metrics"][m] for r in group if r["metrics"].get(m) is not None]  # None: not measurable
+            row += [statistics.fmean(values) if values else None, statistics.stdev(values) if len(values) > 1 else None]
         rows.append(row)
     return header, rows
 
@@ -138,7 +144,7 @@ def plot(header: list[str], rows: list[list], directions: dict, title: str, path
     fig, axes = plt.subplots(1, len(directions), figsize=(4 * len(directions), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], directions):
         i = header.index(f"{metric} mean")
-        means = [rows[j][i] for j in order]
+        means = [float("nan") if rows[j][i] is None else rows[j][i] for j in order]
         spread = [rows[j][i + 1] or 0.0 for j in order]
         ax.errorbar([xs[j] for j in order], means, yerr=spread, marker="o", capsize=3)
         ax.set_xlabel(key)

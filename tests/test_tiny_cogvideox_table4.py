@@ -212,3 +212,16 @@ def test_finished_cells_are_kept_and_the_student_samples_on_its_trained_timestep
     assert VideoStudentSampler.from_run(run_dir, 2).timesteps == [999, 499]  # other counts: trailing
     with pytest.raises(UserError, match="DDIM only"):
         VideoStudentSampler.from_run(run_dir, 4, "dpmpp")
+
+
+def test_a_sweep_on_the_video_world_samples_with_ddim_and_skips_unmeasured_metrics():
+    from harness.scales import get_scale
+    from harness.sweep import summarise, sweep_jobs
+
+    jobs = sweep_jobs("budget", "tiny-cogvideox", "4step", 4, [("iterations", ["500", "250"])], get_scale("full"), (0,))
+    assert [dict(job.settings)["iterations"] for job in jobs] == ["250", "500"]
+    assert jobs[0].cell == Cell("4step", 4, "ddim") and jobs[0].train_config(Path("r")).backbone == "cogvideox"
+    records = [{"seed": 0, "metrics": {"fd_teacher": 1.0, "motion_accuracy": None}},
+               {"seed": 0, "metrics": {"fd_teacher": 2.0, "motion_accuracy": 0.5}}]
+    header, rows = summarise(jobs, records)
+    assert rows[0][header.index("motion_accuracy mean")] is None and rows[1][header.index("fd_teacher mean")] == 2.0
