@@ -60,6 +60,16 @@ def test_the_world_is_the_shipped_assets_unless_the_environment_names_another(mo
     assert "build.json" in message and "\n" not in message
 
 
+def test_the_shipped_build_is_whole_and_found_by_name(monkeypatch):
+    from methods.common.pipeline_io import check_pipeline_folder
+    from methods.common.worlds import world as provider
+    from methods.tdm.backbones_cogvideox import COMPONENTS
+
+    monkeypatch.delenv(location.ENV, raising=False)
+    assert location.missing() == [] and provider("tiny-cogvideox").PIPELINE == location.ASSETS / "pipeline"
+    check_pipeline_folder(location.pipeline(), COMPONENTS)
+
+
 @pytest.mark.parametrize("argv", [SMOKE, [*SMOKE, "--dry-run"], ["table4"]])
 def test_a_missing_build_is_one_line_exit_2(argv, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(location.ENV, str(tmp_path / "no-build"))
