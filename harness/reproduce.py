@@ -36,6 +36,7 @@ import io
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -48,7 +49,7 @@ from baselines import weights as weight_files
 from . import cost, report
 from .runner import RECIPE_SEED, RECIPE_SEED_MEANING, Job, Runner, read_result
 from .scales import SCALES, get_scale
-from .tables import TABLES, Table, check_world, get_table
+from .tables import REAL, TABLES, Table, check_world, get_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = ROOT / "results"
@@ -182,6 +183,8 @@ def _seeds(text: str | None, scale) -> tuple[int, ...]:
 def reproduce(args) -> None:
     tables = [get_table(name) for name in args.tables]
     world = args.world or default_world(tables)
+    if world == REAL and any(table.id == "table4" for table in tables):
+        return _table4_real(tables, args)
     for table in tables:
         if table.kind == "published":
             raise UserError(f"{table.id} cannot run yet: it needs {table.needs}; its published numbers are in "
@@ -310,6 +313,24 @@ def _print_columns(lines: list[list[str]], indent: str = "  ") -> None:
         print(indent + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
 
 
+def _table4_real(tables: list[Table], args) -> None:
+    """Table 4 at real size (harness/table4_real.py): CogVideoX-2B, the released TDM LoRA and this
+    project's student on VBench's prompts, scored by VBench in its own environment. Its videos and
+    per-cell records go to --out (default runs/table4-real); the records are also copied to
+    <results-dir>/table4/real/."""
+    from . import table4_real
+
+    if len(tables) > 1:
+        raise UserError("table4 --world real runs alone: its cells are videos scored by VBench, not a grid")
+    config = replace(table4_real.config_from_args(args), results_dir=Path(args.results_dir) / "table4" / "real")
+    if args.dry_run:
+        print(table4_real.format_plan(table4_real.plan(config)))
+        return
+    device = check_device(args.device)
+    records = table4_real.run(config, device, force=args.force, show_progress=not args.no_progress)
+    print(table4_real.summary(records))
+
+
 def default_world(tables: list[Table]) -> str:
     """tiny-sd15 where every table runs on it (and for the tables that run nowhere yet, which then
     say so); else the first table's first world that every table runs on (Table 4: tiny-cogvideox)."""
@@ -335,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-root", metavar="DIR",
                         help="recipe cells' weights, laid out DIR/<owner>/<name>/<file> (default: the Hugging Face "
                              "cache); cells whose files are missing are skipped and listed")
+    parser.add_argument("--vbench-root", metavar="DIR",
+                        help="table4 --world real: a checkout of VBench (its prompt lists, the augmented ones too)")
+    parser.add_argument("--vbench-env", metavar="DIR",
+                        help="table4 --world real: VBench's own environment (scripts/vbench_env.sh; default .vbench-env)")
     parser.add_argument("--force", action="store_true", help="recompute finished cells and retrain their runs")
     parser.add_argument("--dry-run", action="store_true", help="print the cells and training runs, then exit")
     parser.add_argument("--no-progress", action="store_true")

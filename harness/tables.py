@@ -287,7 +287,7 @@ TABLES: dict[str, Table] = {t.id: t for t in [
     # Table 4 on the small video world, scored with its own metrics (harness/metrics/video_world.py), never
     # called VBench; the paper's VBench total is printed beside them.
     Table("table4", "Text-to-video: the teacher at 50 steps against TDM at 4 (paper: CogVideoX-2B on VBench)",
-          _table4(), VIDEO_WORLDS, needs="CogVideoX-2B weights, VBench and a GPU for the paper's own numbers",
+          _table4(), (*VIDEO_WORLDS, REAL), needs="CogVideoX-2B weights, VBench and a GPU for the paper's own numbers",
           paper_metric="vbench_total", paper_label="VBench total score, CogVideoX-2B (not our metrics: the world "
           "scores clips with its own classifier)", paper_column="VBench total",
           paper_plot_title="VBench total, CogVideoX-2B", across_steps=True),

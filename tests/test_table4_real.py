@@ -343,3 +343,22 @@ def test_bad_options_are_one_line_exit_2(tmp_path, capsys):
         assert t4.main(["plan", "--out", str(tmp_path / "out"), *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_reproduce_table4_on_real_prints_the_plan_without_weights(capsys, tmp_path):
+    from harness import reproduce
+
+    code = reproduce.main(["table4", "--world", "real", "--dry-run", "--vbench-env", str(tmp_path / "env"),
+                           "--results-dir", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("table4 on real:")
+    assert "THUDM/CogVideoX-2b : transformer/diffusion_pytorch_model.safetensors" in out
+    assert "6,220 videos each" in out and not (tmp_path / "results").exists()
+
+
+def test_reproduce_table4_on_real_runs_alone(capsys):
+    from harness import reproduce
+
+    assert reproduce.main(["table4", "table5", "--world", "real", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "table4 --world real runs alone" in err and err.count("\n") == 1
