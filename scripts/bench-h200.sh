@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [video]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -15,10 +15,12 @@
 #             tests of that path: tiny-sd15 graphs against eager, and SD-1.5 compiled + graphed against eager
 #   sdxl-offload  full-weight SDXL with FSDP2 and CPU offload on one process, batch 1
 #   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench)
+#   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
+#             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload and metrics only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, video only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -76,6 +78,14 @@ if want metrics; then
   stamp hps-throughput
   timeout 300 $PY -m harness.metrics.hps_bench --device cuda --n 4096 --batch-size 256 --out $OUT/hps-throughput-h200.json >> $OUT/bench.log 2>&1; echo rc=$?
   tail -4 $OUT/bench.log
+fi
+if want video; then  # the random CogVideoX-2b folder (T5-XXL in bf16 included) is built once, about 2 minutes
+  stamp video
+  $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['cogvideox-2b']('/tmp/cogvideox')" > /dev/null 2>&1
+  timeout 200 $PY -m methods.tdm.bench_sampling --pipeline /tmp/cogvideox --steps 4 --clips 2 \
+    --out $OUT/cogvideox-2b-sampling-h200.json >> $OUT/bench.log 2>&1; echo rc=$?
+  bench tdm-cogvideox-2b-lora-h200 300 --backbone cogvideox-2b --pipeline /tmp/cogvideox --batch-size 1 --iterations 6 \
+    --no-reference --compare gradient_checkpointing=true
 fi
 if want large; then
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['pixart']('/tmp/pixart')" > /dev/null 2>&1
