@@ -61,7 +61,19 @@ def test_the_teacher_by_steps_command_writes_its_table(world, tmp_path, capsys):
     assert set(record["floors"]) == {"fd_data", "alignment", "motion_accuracy", "temporal_consistency",
                                      "mode_coverage"}
     assert record["commit"] and record["eval"]["n_prompts"] == 4
-    assert "| 2 | 4 |" in capsys.readouterr().out
+    assert set(record["vae_floors"]) == set(record["floors"]) and record["vae_floors"] != record["floors"]
+    out_text = capsys.readouterr().out
+    assert "| 2 | 4 |" in out_text and "| real clips through the VAE | - |" in out_text
+
+
+def test_the_floors_alone(world, tmp_path):
+    """--steps none: no teacher rows, the real clips' floors and their floors through the VAE."""
+    out = tmp_path / "floors.json"
+    assert evaluate.main(["--world", str(world), "--steps", "none", "--prompts", "4", "--coverage", "2x2",
+                          "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["rows"] == [] and set(record["vae_floors"]) == set(record["floors"])
+    assert 0 <= record["vae_floors"]["alignment"] <= 1 and record["vae_floors"]["fd_data"] > 0
 
 
 @pytest.mark.parametrize("args, words", [

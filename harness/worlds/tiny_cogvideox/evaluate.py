@@ -6,7 +6,8 @@
 Samples the world's teacher (DDIM on trailing timesteps, CFG) on the judge's held-out prompts at
 each step count, scores the clips with the world's metrics, and writes one JSON (floors, one row per
 step count, provenance); fd_teacher is measured against the teacher at the largest step count
-(whose own row has none).
+(whose own row has none). Beside them, the real clips' own values and those of the same clips
+through the world's VAE: the best any sampler of its latents can reach.
 """
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ DEFAULT_GUIDANCE = 3.0  # the world's CFG scale: Table 4's teacher rows and the 
 
 
 def evaluate(world: Path, steps: list[int], guidance: float, device: str, cfg) -> dict:
+    """The teacher at each step count (none: the floors alone), the real clips' floors and their
+    floors through the world's VAE."""
     import torch
+    from diffusers import AutoencoderKLCogVideoX
 
     from baselines.base import SamplerSpec
     from baselines.teacher import VideoTeacherSampler
@@ -45,9 +49,10 @@ def evaluate(world: Path, steps: list[int], guidance: float, device: str, cfg) -
         del sampler
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    vae = AutoencoderKLCogVideoX.from_pretrained(world / "pipeline" / "vae").to(device).eval()
     return {"what": "the tiny-cogvideox teacher by step count, scored with the world's metrics",
             "world": str(world), "build": json.loads((world / "build.json").read_text()).get("commit"),
-            "guidance": guidance, "eval": asdict(cfg), "floors": judge.floors(),
+            "guidance": guidance, "eval": asdict(cfg), "floors": judge.floors(), "vae_floors": judge.vae_floors(vae),
             "rows": sorted(rows, key=lambda r: r["steps"]), **provenance(torch.device(device))}
 
 
@@ -57,8 +62,9 @@ def markdown(record: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in record["rows"]:
         lines.append(f"| {r['steps']} | {r['nfe']} | " + " | ".join(fmt(r[m]) for m in METRICS) + " |")
-    floors = record["floors"]
-    lines.append("| real clips | - | " + " | ".join(fmt(floors.get(m)) for m in METRICS) + " |")
+    for label, key in (("real clips", "floors"), ("real clips through the VAE", "vae_floors")):
+        if key in record:
+            lines.append(f"| {label} | - | " + " | ".join(fmt(record[key].get(m)) for m in METRICS) + " |")
     return "\n".join(lines)
 
 
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", help="a build folder (pipeline/, classifier/, build.json); default: the world's "
                                          "build (its assets/ folder, or $TDM_TINY_COGVIDEOX_WORLD)")
-    parser.add_argument("--steps", default="1,2,4,8,25,50")
+    parser.add_argument("--steps", default="1,2,4,8,25,50", help="step counts, or 'none' for the floors alone")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prompts", type=int, default=EvalConfig.n_prompts)
@@ -85,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise ValueError(f"{world} is not a tiny-cogvideox build: {', '.join(missing)} missing "
                              "(python -m harness.worlds.tiny_cogvideox.build --out ... makes one)")
-        steps = [int(s) for s in args.steps.split(",")]
-        if not steps or min(steps) < 1 or len(set(steps)) != len(steps):
+        steps = [] if args.steps == "none" else [int(s) for s in args.steps.split(",")]
+        if steps and (min(steps) < 1 or len(set(steps)) != len(steps)):
             raise ValueError(f"--steps must be distinct positive integers, got {args.steps!r}")
         if not args.guidance >= 1:
             raise ValueError(f"--guidance must be 1 (none) or more, got {args.guidance}")

@@ -98,6 +98,23 @@ class Judge:
         del metrics["fd_teacher"]
         return metrics
 
+    @torch.no_grad()
+    def vae_floors(self, vae, chunk: int = 16) -> dict:
+        """The metrics of the same real clips encoded and decoded by the world's 3D VAE (the posterior's
+        mode): the best a sampler in its latent space can expect. Clips pass as uint8, as samplers' do."""
+        param = next(vae.parameters())
+
+        def roundtrip(clips: torch.Tensor) -> np.ndarray:
+            out = []
+            for start in range(0, len(clips), chunk):
+                x = clips[start:start + chunk].permute(0, 2, 1, 3, 4).to(param.device, param.dtype)
+                out.append(vae.decode(vae.encode(x).latent_dist.mode()).sample.float().permute(0, 2, 1, 3, 4).cpu())
+            return to_uint8(torch.cat(out))
+
+        metrics, _ = self.score_clips(*(roundtrip(c) for c in self._floor_clips))
+        del metrics["fd_teacher"]
+        return metrics
+
     def score_clips(self, clips: np.ndarray, coverage_clips: np.ndarray,
                     reference_features: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
         """Metrics of uint8 clips for `self.prompts` and `self.coverage_prompts`; also their features."""
