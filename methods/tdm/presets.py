@@ -130,9 +130,8 @@ WORLDS = {
 #   of the same size trained on full weights with the same AdamW(0, 0.999); the paper's ratio
 #   lr_fake = 10 lr_student (App. D);
 # - batch 128 x 1000 iterations: the same 128 k student samples as tiny-sd15's budget (256 x 500), where
-#   its TDM-4step curve levels off. Measured on one H200 (eager, bf16, 4 data workers): 0.16-0.17 s per
-#   iteration, peak 8.2 GiB, about 3 minutes per run; two seeds reached fd_teacher 146 and 156 against
-#   the 4-step teacher's 210 (2026-12-04, not committed results): a first look, not a convergence curve;
+#   its TDM-4step curve levels off. A first run on one H200 (eager, bf16, 4 data workers; not a committed
+#   record) took 0.16-0.17 s per iteration at a peak of 8.2 GiB, about 3 minutes per run;
 # - K = 4 on b_k = kT/K - 1 = [999, 749, 499, 249] (timesteps=()), the trailing DDIM timesteps at which
 #   the world's teacher is sampled at 4 steps, so the student and Table 4's 4-step teacher row share them;
 # - eager execution: CUDA graphs are captured for the UNet backbones only.
