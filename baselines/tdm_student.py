@@ -75,11 +75,7 @@ class TDMStudentSampler(TeacherSampler):
     @classmethod
     def from_run(cls, run_dir: str | Path, steps: int, solver: str, device: str = "cpu", name: str | None = None,
                  backbone: str = "tiny-sd15", batch_size: int = 64) -> "TDMStudentSampler":
-        folder = student_folder(run_dir, steps)
-        card = json.loads((folder / CARD).read_text())
-        spec = SamplerSpec(name or f"tdm-K{card['steps']}-{solver}-{steps}", backbone, str(folder), solver, steps,
-                           guidance=float(card["guidance_scale"]))
-        return cls(spec, device, batch_size)
+        return cls(student_spec(run_dir, steps, solver, name, backbone), device, batch_size)
 
     def describe(self) -> dict:
         trained = self.card["config"]["method"]["steps"]
@@ -88,6 +84,15 @@ class TDMStudentSampler(TeacherSampler):
             self.scheduler.set_timesteps(timesteps=list(self.timesteps))
             out["resolved_timesteps"] = [int(t) for t in self.scheduler.timesteps]
         return out
+
+
+def student_spec(run_dir: str | Path, steps: int, solver: str, name: str | None, backbone: str) -> SamplerSpec:
+    """The spec of a run's exported student sampled with `steps` steps of `solver`, at the guidance
+    its card records (1 for a student with CFG distilled in)."""
+    folder = student_folder(run_dir, steps)
+    card = json.loads((folder / CARD).read_text())
+    return SamplerSpec(name or f"tdm-K{card['steps']}-{solver}-{steps}", backbone, str(folder), solver, steps,
+                       guidance=float(card["guidance_scale"]))
 
 
 def explicit_timesteps(card: dict, steps: int) -> list[int] | None:
@@ -117,11 +122,7 @@ class VideoStudentSampler(VideoTeacherSampler):
         if solver != "ddim":
             raise UserError(f"a CogVideoX student is sampled with DDIM only (CogVideoXTimestepsDDIMScheduler), "
                             f"got solver {solver!r}")
-        folder = student_folder(run_dir, steps)
-        card = json.loads((folder / CARD).read_text())
-        spec = SamplerSpec(name or f"tdm-K{card['steps']}-{solver}-{steps}", backbone, str(folder), solver, steps,
-                           guidance=float(card["guidance_scale"]))
-        return cls(spec, device, batch_size)
+        return cls(student_spec(run_dir, steps, solver, name, backbone), device, batch_size)
 
     def describe(self) -> dict:
         return {**super().describe(), "trained_steps": list(self.card["config"]["method"]["steps"]),

@@ -16,23 +16,17 @@ import pytest
 import torch
 
 from harness import table4_real as t4
+from test_metric_vbench import FAKE_VBENCH  # `vbench static_filter` that keeps every video
+from tiny_models import TINY_COGVIDEOX, VIDEO_FRAMES as FRAMES
 from harness import vbench as driver
 from harness.metrics import vbench as vb
 from methods.common.errors import UserError
-from methods.common.random_pipelines import (COGVIDEOX_SCHEDULER, COGVIDEOX_TRANSFORMER, COGVIDEOX_VAE, T5_XXL,
-                                             small_t5_tokenizer)
+from methods.common.random_pipelines import COGVIDEOX_SCHEDULER, small_t5_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FRAMES, SIZE = 9, 16
-TINY = dict(
-    transformer=dict(COGVIDEOX_TRANSFORMER, num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
-                     time_embed_dim=8, text_embed_dim=8, num_layers=1, sample_width=4, sample_height=4,
-                     sample_frames=FRAMES),
-    vae=dict(COGVIDEOX_VAE, latent_channels=4, layers_per_block=1, norm_num_groups=2, block_out_channels=(8, 8, 8),
-             down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3),
-    text=dict(T5_XXL, vocab_size=400, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2,
-              relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0))
+SIZE = 16
+TINY = TINY_COGVIDEOX
 
 # VBench's layout, four lines: line 3 repeats line 2's prompt with another augmented text (as
 # all_dimension.txt lines 504 and 747 do), line 1 is a temporal-flickering prompt.
@@ -66,16 +60,6 @@ dim, out = opts["--dimension"], opts["--output_path"]
 videos = sorted(os.listdir(opts["--videos_path"]))
 with open(os.path.join(out, "results_fake_eval_results.json"), "w") as f:
     json.dump({{dim: [{scores}[dim], [{{"video_path": v, "video_results": 1.0}} for v in videos]]}}, f)
-"""
-FAKE_VBENCH = """\
-#!{python}
-# `vbench static_filter`: keeps every video.
-import os, shutil, sys
-opts = dict(zip(sys.argv[2::2], sys.argv[3::2]))
-target = os.path.join(opts["--result_path"], "filtered_videos")
-os.makedirs(target, exist_ok=True)
-for name in os.listdir(opts["--videos_path"]):
-    shutil.copy(os.path.join(opts["--videos_path"], name), target)
 """
 
 

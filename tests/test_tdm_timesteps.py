@@ -286,7 +286,8 @@ def test_the_official_layout_refuses_timesteps_for_another_K():
 @pytest.fixture(scope="module")
 def video_world(tmp_path_factory):
     from methods.common.random_pipelines import random_cogvideox_pipeline
-    from test_tdm_video import PROMPTS, TINY_COGVIDEOX
+    from test_tdm_video import PROMPTS
+    from tiny_models import TINY_COGVIDEOX
 
     root = tmp_path_factory.mktemp("video-timesteps")
     (root / "prompts.txt").write_text("\n".join(PROMPTS))

@@ -23,7 +23,7 @@ from methods.tdm import objective as obj
 from methods.tdm.backbones import CogVideoXBackbone, load_backbone
 from methods.tdm.presets import resolve
 from methods.tdm.train import main, train
-from tiny_models import TINY_PIXART
+from tiny_models import TINY_COGVIDEOX, TINY_PIXART, VIDEO_FRAMES as FRAMES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,16 +31,8 @@ PROMPTS = ["a red circle on a grey background", "a small blue square at the top 
            "a red circle on a grey background", "A photo of an astronaut riding a horse!"]  # one repeated
 K4_TIMESTEPS = [999, 749, 499, 249]  # the trainer's b_k = kT/K - 1 (timesteps=())
 RELEASED_TIMESTEPS = [999, 856, 665, 399]  # Luo-Yihong/TDM_CogVideoX-2B_LoRA's, the preset's timesteps
-FRAMES, SIZE, LATENTS = 9, 16, (3, 4, 4, 4)
-TINY_COGVIDEOX = dict(  # keyword arguments of random_cogvideox_pipeline
-    transformer=dict(COGVIDEOX_TRANSFORMER, num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
-                     time_embed_dim=8, text_embed_dim=8, num_layers=1, sample_width=4, sample_height=4,
-                     sample_frames=FRAMES),
-    vae=dict(COGVIDEOX_VAE, latent_channels=4, layers_per_block=1, norm_num_groups=2, block_out_channels=(8, 8, 8),
-             down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3),
-    text=dict(T5_XXL, vocab_size=400, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2,
-              relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0),
-    text_dtype=torch.float32)
+SIZE, LATENTS = 16, (3, 4, 4, 4)
+
 
 
 @pytest.fixture(scope="module")

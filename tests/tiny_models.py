@@ -2,6 +2,8 @@
 import torch
 from diffusers import UNet2DConditionModel
 
+from methods.common.random_pipelines import COGVIDEOX_TRANSFORMER, COGVIDEOX_VAE, T5_XXL
+
 TEXT_WIDTH = 16  # cross-attention width of tiny_unet
 
 
@@ -42,4 +44,15 @@ TINY_PIXART = dict(  # keyword arguments of random_pixart_pipeline
     text=dict(vocab_size=400, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2, feed_forward_proj="gated-gelu",
               relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
               pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False),
+    text_dtype=torch.float32)
+
+VIDEO_FRAMES = 9  # frames of TINY_COGVIDEOX's clips (3 latent frames)
+TINY_COGVIDEOX = dict(  # keyword arguments of random_cogvideox_pipeline
+    transformer=dict(COGVIDEOX_TRANSFORMER, num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
+                     time_embed_dim=8, text_embed_dim=8, num_layers=1, sample_width=4, sample_height=4,
+                     sample_frames=VIDEO_FRAMES),
+    vae=dict(COGVIDEOX_VAE, latent_channels=4, layers_per_block=1, norm_num_groups=2, block_out_channels=(8, 8, 8),
+             down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3),
+    text=dict(T5_XXL, vocab_size=400, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2,
+              relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0),
     text_dtype=torch.float32)
