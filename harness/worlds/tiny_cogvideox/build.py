@@ -25,7 +25,7 @@ from harness.worlds.building import autocast, check_build_config, ema_update, fi
 from methods.common.provenance import provenance
 
 from . import classifier as clf
-from . import dataset, models
+from . import dataset, location, models
 
 
 # The VAE and transformer are stored in half precision (about 22 MB instead of 44), which diffusers
@@ -253,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.out, "build.json").exists():
         print(f"error: {args.out} already holds a build (build.json); choose another --out", file=sys.stderr)
         return 2
-    if args.previous and not Path(args.previous, "build.json").is_file():
-        print(f"error: --previous {args.previous} is not a world build: build.json is missing there", file=sys.stderr)
+    lacking = location.missing(Path(args.previous)) if args.previous else []
+    if lacking:
+        print(f"error: --previous {args.previous} is not a world build: {', '.join(lacking)} missing there",
+              file=sys.stderr)
         return 2
     record = build(args.out, cfg, args.device, previous=args.previous)
     print(json.dumps({k: record[k] for k in ("stages", "seconds_total")}, indent=2))

@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     world = Path(args.world) if args.world else location.root()
     try:
-        missing = [p for p in ("pipeline/model_index.json", "classifier/model.safetensors", "build.json")
-                   if not (world / p).is_file()]
+        missing = location.missing(world)
         if missing:
             raise ValueError(f"{world} is not a tiny-cogvideox build: {', '.join(missing)} missing "
                              "(python -m harness.worlds.tiny_cogvideox.build --out ... makes one)")
