@@ -185,6 +185,8 @@ class TrainConfig:
     grad_accumulation: int = 1           # micro-batches per update: the same update in less memory
     gradient_checkpointing: bool = False # recompute the trained networks' activations in backward
     channels_last: bool = False          # UNets in channels-last memory layout (faster bf16 convolutions)
+    cudnn_benchmark: bool = False        # let cuDNN time its convolution algorithms once per shape and keep the
+                                         # fastest (pays with fixed shapes: compiled, graphed or stratified runs)
     data_workers: int = -1               # processes making inputs ahead of the GPU; -1: 4 on CUDA, 0 on CPU
     method: TDMConfig = TDMConfig()
 
