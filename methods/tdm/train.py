@@ -153,8 +153,8 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
             raise UserError(f"backbone={config.backbone} has no gradient checkpointing")
         for net in networks:
             net.enable_gradient_checkpointing()
-    if config.cudnn_benchmark and accelerator.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # process-wide: a choice per convolution shape, made on first use
+    if accelerator.device.type == "cuda":  # process-wide: a choice per convolution shape, made on first use
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
     if config.channels_last and accelerator.device.type == "cuda":
         for role in (backbone.roles.student, backbone.roles.fake_score, backbone.roles.teacher):
             if hasattr(role, "core"):  # diffusers networks; gmm's exact teacher has no layout
