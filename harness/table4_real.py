@@ -137,15 +137,16 @@ SAMPLES, FLICKER_SAMPLES = 5, 25
 FRAMES, HEIGHT, WIDTH, FPS = 49, 480, 720, 8
 RELEASED_TIMESTEPS = (999, 856, 665, 399)
 
-# Sampling cost per video: NFE x one transformer forward + one 3D VAE decode.
-TRANSFORMER_SECONDS = 0.317
-VAE_SECONDS = 2.39
+# Sampling cost per video: NFE x one transformer forward + one 3D VAE decode + the T5 encoding, as
+# measured on one H200 (results/bench/cogvideox-2b-sampling-h200.json, python -m methods.tdm.bench_sampling).
+TRANSFORMER_SECONDS = 0.315
+VAE_SECONDS = 2.12
+T5_SECONDS = 0.026
 COST_BASIS = (
-    f"transformer {TRANSFORMER_SECONDS} s per forward per clip (CogVideoX-2B, 49x480x720, bf16, batch 4, measured "
-    "on an H100: reference compute.md; on an H200 unmeasured)",
-    f"3D VAE decode {VAE_SECONDS} s per clip (bf16, no tiling, 15.2 GiB peak, measured on an H200 with random "
-    "weights: reference baselines-metrics-video.md section 4)",
-    "unmeasured: float16 against bfloat16, T5-XXL prompt encoding, mp4 encoding, and VBench's own evaluation time")
+    f"transformer {TRANSFORMER_SECONDS} s per forward per clip and 3D VAE decode {VAE_SECONDS} s per clip "
+    f"(no tiling, 29.3 GiB peak), T5 encoding {T5_SECONDS} s: CogVideoX-2B at 49x480x720, bf16, batch 1, random "
+    "weights, one H200 (results/bench/cogvideox-2b-sampling-h200.json)",
+    "unmeasured: float16 against bfloat16, mp4 encoding, and VBench's own evaluation time")
 
 # Table 4 of the paper (percent).
 PAPER = {"teacher": {"vbench_total": 80.91, "vbench_quality": 82.18, "vbench_semantic": 75.83},
@@ -555,7 +556,7 @@ def _clip(config: Table4Config, frames: int, height: int, width: int) -> tuple[i
 
 
 def _cost(nfe: int, videos: int) -> CostEstimate:
-    seconds = nfe * TRANSFORMER_SECONDS + VAE_SECONDS
+    seconds = nfe * TRANSFORMER_SECONDS + VAE_SECONDS + T5_SECONDS
     return CostEstimate(nfe, round(seconds, 2), videos, round(videos * seconds / 3600, 1))
 
 

@@ -171,8 +171,8 @@ def test_the_plan_with_nothing_names_every_missing_file(tmp_path, capsys, monkey
     assert (teacher.frames, teacher.height, teacher.width) == (49, 480, 720)
     # The protocol's counts without the files: 944 names x 5 + 75 flickering prompts x 20 more.
     assert p.videos_per_cell == teacher.videos == 944 * 5 + 75 * 20 == 6220
-    assert teacher.cost.seconds_per_video == pytest.approx(100 * 0.317 + 2.39, abs=0.01)
-    assert lora.cost.gpu_hours == pytest.approx(6220 * (4 * 0.317 + 2.39) / 3600, abs=0.1)
+    assert teacher.cost.seconds_per_video == pytest.approx(100 * 0.315 + 2.12 + 0.026, abs=0.01)
+    assert lora.cost.gpu_hours == pytest.approx(6220 * (4 * 0.315 + 2.12 + 0.026) / 3600, abs=0.1)
     assert len(p.prompts.missing) == 2 and not p.prompts.rows
     assert any(t4.AUGMENTED in line and "--vbench-root" in line for line in p.prompts.missing)
     assert p.vbench.missing and "scripts/vbench_env.sh" in p.vbench.missing[0]
@@ -183,7 +183,7 @@ def test_the_plan_with_nothing_names_every_missing_file(tmp_path, capsys, monkey
     text = capsys.readouterr().out
     for expected in ("6,220 videos", "THUDM/CogVideoX-2b : transformer/diffusion_pytorch_model.safetensors",
                      "and the 14 files of THUDM/CogVideoX-2b listed above", "needs training", "CFG 6",
-                     "[999, 856, 665, 399]", "58.9 GPU-hours", "on an H200 unmeasured", "all_dimension_longer.txt"):
+                     "[999, 856, 665, 399]", "58.1 GPU-hours", "cogvideox-2b-sampling-h200.json", "all_dimension_longer.txt"):
         assert expected in text
     assert not (tmp_path / "out").exists()  # a plan writes nothing
 
