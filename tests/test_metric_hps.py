@@ -310,3 +310,71 @@ def test_the_throughput_bench_runs_and_reports_every_rate(tiny):
     for key in ("image_tower", "image_tower_with_gpu_preprocessing", "end_to_end", "tokenizer"):
         assert record[key] > 0, key
     assert record["n"] == 8 and record["precision"] == "float32"
+    assert record["precisions"]["fp32"]["attention"] == {"vision": "sdpa", "text": "sdpa"}
+
+
+def _tiny_scorer(tiny, tokenizer_folder, precision):
+    model, config, root, _ = tiny
+    return hps.load(root, "cpu", tokenizer=str(tokenizer_folder), config=config, precision=precision)
+
+
+@pytest.mark.parametrize("precision, dtype, tolerance", [("fp16", torch.float16, 0.15), ("bf16", torch.bfloat16, 1.5)])
+def test_half_precisions_convert_the_weights_once_and_stay_close_to_float32(tiny, tokenizer_folder, scorer,
+                                                                            precision, dtype, tolerance):
+    """fp16 / bf16: every weight (LayerNorm's too) in the dtype, no autocast, the cosine in float32. Tolerances on
+    the 100 x cosine scale for this tiny model, about 4x what was measured on a 2-core CPU (0.036 and 0.37 with
+    scores up to |31|): bfloat16 keeps 8 significant bits, float16 11."""
+    half = _tiny_scorer(tiny, tokenizer_folder, precision)
+    assert {p.dtype for p in half.model.parameters()} == {dtype}
+    assert half.model.vision_model.pre_layrnorm.weight.dtype == dtype and not half.amp
+    name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
+    assert half.precision.startswith(f"{name} weights and activations") and "no autocast" in half.precision
+    d = half.describe()
+    assert (d["precision_option"], d["weights_dtype"]) == (precision, name)
+    assert d["attention"] == {"vision": "sdpa", "text": "sdpa"}
+    scores = half.score(IMAGES, PROMPTS, batch_size=3)
+    assert scores.dtype == np.float64
+    np.testing.assert_allclose(scores, scorer.score(IMAGES, PROMPTS, batch_size=3), atol=tolerance, rtol=0)
+    assert half.image_features(hps.preprocess(IMAGES)).dtype == torch.float32  # unit features in float32
+
+
+def test_an_unknown_precision_is_a_user_error(tiny, tokenizer_folder):
+    with pytest.raises(UserError, match="'amp'.*'fp16'.*'bf16'.*'fp32'"):
+        _tiny_scorer(tiny, tokenizer_folder, "fp8")
+
+
+def test_amp_is_the_default_and_float32_on_the_cpu(scorer):
+    assert scorer.precision_key == "amp" and scorer.dtype == torch.float32 and not scorer.amp
+    assert scorer.attention == {"vision": "sdpa", "text": "sdpa"}  # set where load() builds the model
+
+
+def test_the_bench_measures_several_precisions_in_one_process(tiny):
+    """amp, fp16 and bf16 on one set of random weights: each its rates, and its scores against amp (all images)
+    and float32 (the first reference_n); on the CPU amp is float32, so amp's own difference is 0."""
+    from harness.metrics.hps_bench import measure
+
+    record = measure("cpu", n=8, batch_size=4, size=64, precision="amp,fp16,bf16", config=tiny[1], reference_n=4)
+    assert list(record["precisions"]) == ["amp", "fp16", "bf16"] and record["reference_n"] == 4
+    amp = record["precisions"]["amp"]
+    assert amp["score_vs_amp"] is None and amp["score_vs_fp32"]["max_abs"] == 0.0
+    for name, dtype in (("fp16", "float16"), ("bf16", "bfloat16")):
+        result = record["precisions"][name]
+        assert result["weights_dtype"] == dtype and result["end_to_end"] > 0 and result["image_tower"] > 0
+        assert result["score_vs_amp"]["n"] == 8 and result["score_vs_fp32"]["n"] == 4
+        assert 0 < result["score_vs_amp"]["max_abs"] < 2.0
+    assert record["best_end_to_end"]["precision"] in record["precisions"]
+    assert "image_tower" not in record  # several precisions: the rates are per precision only
+
+
+def test_the_bench_command_line_takes_a_precision_list(tmp_path, capsys):
+    from harness.metrics.hps_bench import main
+
+    out = tmp_path / "bench.json"
+    assert main(["--device", "cpu", "--n", "4", "--batch-size", "2", "--size", "48", "--precision", "amp,bf16",
+                 "--tiny", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record["precisions"]) == {"amp", "bf16"} and record["what"].startswith("SMOKE RUN")
+    assert "--precision amp,bf16" in record["command"]
+    with pytest.raises(SystemExit):
+        main(["--device", "cpu", "--precision", "amp,fp8", "--tiny"])
+    assert "fp8" in capsys.readouterr().err

@@ -7,6 +7,7 @@ open_clip's own ViT-H-14 (random, seeded) is saved in the real file layout
 The tokenizer folder is written from open_clip's BPE file in openai's vocab.json / merges.txt
 format, so no download is needed. Needs a CUDA GPU and open_clip_torch (with torchvision).
 """
+import copy
 import gzip
 import json
 
@@ -34,6 +35,9 @@ def _open_clip():
 FEATURE_TOLERANCE = 1e-4  # L2 distance of unit features in float32 (about 1e-4 relative)
 SCORE_TOLERANCE = 1e-3    # 100 x cosine, float32
 AMP_TOLERANCE = 0.25      # 100 x cosine, both sides under float16 autocast (kernels differ)
+# 100 x cosine, precision "fp16" / "bf16" (weights converted, no autocast) against "amp": sanity bounds, not
+# measured (bfloat16 keeps 8 significant bits, float16 11); hps_bench records the measured difference.
+HALF_TOLERANCE = {"fp16": 0.5, "bf16": 2.0}
 
 PROMPTS = [
     "A cat with two horns on its head",
@@ -117,3 +121,18 @@ def test_amp_scores_are_close_to_open_clip_under_autocast(models):
                                    amp=True)
     expected = (100 * (img * txt).sum(-1)).double().cpu().numpy()
     np.testing.assert_allclose(amp.score(IMAGES, PROMPTS), expected, atol=AMP_TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_half_precision_weights_score_near_amp(models, precision, dtype):
+    _, scorer = models
+    expected = hps.HpsScorer(scorer.model, scorer.tokenizer, "cuda", precision="amp").score(IMAGES, PROMPTS)
+    half = hps.HpsScorer(copy.deepcopy(scorer.model), scorer.tokenizer, "cuda", precision=precision)
+    assert {p.dtype for p in half.model.parameters()} == {dtype} and not half.amp
+    assert half.attention == {"vision": "sdpa", "text": "sdpa"}
+    scores = half.score(IMAGES, PROMPTS)
+    np.testing.assert_allclose(scores, expected, atol=HALF_TOLERANCE[precision], rtol=0)
+    on_gpu = half.score(torch.from_numpy(IMAGES).cuda(), PROMPTS)  # preprocessed on the GPU
+    np.testing.assert_allclose(on_gpu, scores, atol=HALF_TOLERANCE[precision], rtol=0)
+    del half
+    torch.cuda.empty_cache()

@@ -13,7 +13,12 @@ torchvision is needed. The protocol follows hpsv2's `evaluation.py`:
 - prompts: open_clip's tokenisation (its text cleaning; SOT + BPE + EOT in 77 ids, truncated keeping
   EOT), done by transformers' CLIPTokenizer on OpenAI CLIP's vocabulary, which is open_clip's;
 - score: 100 x cos(unit image features, unit text features), one per image-prompt pair, under
-  CUDA AMP (`torch.cuda.amp.autocast()`, i.e. float16) with float32 weights; float32 on CPU;
+  CUDA AMP (`torch.cuda.amp.autocast()`, i.e. float16) with float32 weights; float32 on CPU
+  (precision "amp", the default). hpsv2 also takes the cosine inside autocast, so its score is a
+  float16 number (steps of 1/64 between 16 and 32); the cosine here is float32 after the towers;
+- faster, not hpsv2's: precision "fp16" or "bf16" converts the weights to that dtype once and runs
+  without autocast (see `HpsScorer`); "fp32" is float32 everywhere. Attention is transformers' SDPA
+  (`attn_implementation="sdpa"`, set where the model is built and recorded by `describe()`);
 - benchmark: 4 styles x 800 prompts, one image each; per style the mean and std of the means of
   ten consecutive 80-image chunks; "Average" is the mean over all images (`benchmark_summary`).
 
@@ -47,6 +52,10 @@ STYLES = ("anime", "concept-art", "paintings", "photo")
 PROMPTS_PER_STYLE = 800
 CHUNK = 80  # hpsv2 averages consecutive slices of 80 scores: ten per style of 800
 
+# precision -> the weights' dtype. "amp" is hpsv2's: float32 weights, float16 autocast on CUDA (float32 elsewhere).
+PRECISIONS = {"amp": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+ATTENTION = "sdpa"  # transformers' attn_implementation: torch.nn.functional.scaled_dot_product_attention
+
 
 # --- the model: transformers' CLIPConfig of open_clip ViT-H-14, and the state-dict mapping ---------
 
@@ -65,6 +74,16 @@ def vit_h14_config(vision: dict | None = None, text: dict | None = None, **overr
     text_config.update(text or {})
     return CLIPConfig(text_config=text_config, vision_config=vision_config,
                       **{"projection_dim": 1024, **overrides})
+
+
+def with_sdpa(config):
+    """A copy of a CLIPConfig whose towers use transformers' SDPA attention (transformers 5's default where
+    torch has it; set explicitly so that no environment falls back to eager attention unnoticed)."""
+    import copy
+
+    config = copy.deepcopy(config)
+    config._attn_implementation = ATTENTION  # the setter sets the text and vision sub-configs too
+    return config
 
 
 # open_clip name -> transformers name, outside the residual blocks.
@@ -267,14 +286,28 @@ def clean_prompt(text: str, fix_text=None) -> str:
 
 class HpsScorer:
     """`model`: a CLIPModel holding the HPS weights; `tokenizer`: a CLIP tokenizer of its vocabulary.
-    `precision`: "amp" (hpsv2's: float16 autocast on CUDA, float32 elsewhere) or "fp32"."""
+
+    `precision`:
+    - "amp" (the default, hpsv2's): float32 weights, the towers under float16 autocast on CUDA
+      (`torch.autocast("cuda", torch.float16)`, what `torch.cuda.amp.autocast()` is); float32 elsewhere;
+    - "fp16" / "bf16": every weight converted to that dtype once, here (LayerNorm's too: what transformers'
+      `.to(dtype)` or `from_pretrained(dtype=...)` gives), pixels cast to it, no autocast. PyTorch's
+      LayerNorm kernels keep the mean and variance in float32 for half inputs (CUDA and CPU), attention
+      is SDPA in that dtype (float32 softmax accumulation inside the kernel), matmuls accumulate in
+      float32 on tensor cores; every activation between kernels is stored in the dtype. The unit
+      features and the cosine are float32, as with "amp". Not hpsv2's numbers: `hps_bench` records
+      how far the scores move from "amp";
+    - "fp32": float32 everywhere.
+    The model is converted in place (nn.Module.to): pass a copy to keep a float32 one."""
 
     def __init__(self, model, tokenizer, device: str = "cpu", precision: str = "amp",
                  checkpoint: Path | None = None, tokenizer_source: str = ""):
-        if precision not in ("amp", "fp32"):
-            raise UserError(f"HPS precision {precision!r}: use 'amp' (hpsv2's) or 'fp32'")
+        if precision not in PRECISIONS:
+            raise UserError(f"HPS precision {precision!r}: use 'amp' (hpsv2's), 'fp16', 'bf16' or 'fp32'")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.precision_key = precision
+        self.dtype = PRECISIONS[precision]
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.amp = precision == "amp" and self.device.type == "cuda"
         self.checkpoint = checkpoint
@@ -300,7 +333,19 @@ class HpsScorer:
 
     @property
     def precision(self) -> str:
-        return "float16 autocast (CUDA AMP, as hpsv2), float32 weights" if self.amp else "float32"
+        if self.amp:
+            return "float16 autocast (CUDA AMP, as hpsv2), float32 weights"
+        if self.dtype == torch.float32:
+            return "float32"
+        name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}[self.dtype]
+        return (f"{name} weights and activations (converted once, no autocast; LayerNorm statistics in float32 "
+                f"inside its kernel), unit features and cosine in float32")
+
+    @property
+    def attention(self) -> dict:
+        """The attention implementation each tower runs (transformers' attn_implementation)."""
+        return {"vision": self.model.vision_model.config._attn_implementation,
+                "text": self.model.text_model.config._attn_implementation}
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         """(n, 77) ids: SOT, the first 75 BPE tokens, EOT, then padding, as open_clip truncates."""
@@ -315,7 +360,7 @@ class HpsScorer:
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Preprocessed (n, 3, 224, 224) -> unit (n, 1024) float32 features."""
         with self._autocast():
-            out = self.model.get_image_features(pixel_values=pixels.to(self.device))
+            out = self.model.get_image_features(pixel_values=pixels.to(device=self.device, dtype=self.dtype))
         return _unit(out)
 
     @torch.no_grad()
@@ -334,9 +379,9 @@ class HpsScorer:
         out = []
         for i in range(0, len(prompts), batch_size):
             img = self.image_features(preprocess(images[i:i + batch_size], self.image_size))
-            txt = self.text_features(self.tokenize(list(prompts[i:i + batch_size])))
-            out.append((100 * (img * txt).sum(-1)).double().cpu())  # the cosine in float32, after AMP
-        return torch.cat(out).numpy() if out else np.zeros(0)
+            txt = self.text_features(self.tokenize(list(prompts[i:i + batch_size])))  # CPU work while the GPU runs
+            out.append(100 * (img * txt).sum(-1))  # the cosine in float32, after AMP
+        return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)  # one copy to the host, at the end
 
     @property
     def image_size(self) -> int:
@@ -366,7 +411,9 @@ class HpsScorer:
                      "cleaning": ("ftfy.fix_text, " if self.fix_text else "no ftfy (not installed), ")
                      + "html.unescape twice, whitespace collapsed, lower-cased"},
             "preprocessing": {**PREPROCESSING, "torch": torch.__version__},
-            "precision": self.precision, "device": str(self.device),
+            "precision": self.precision, "precision_option": self.precision_key,
+            "weights_dtype": str(self.dtype).removeprefix("torch."), "attention": self.attention,
+            "device": str(self.device),
             "packages": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "numpy": np.__version__, "ftfy": ftfy_version},
         }
@@ -417,7 +464,8 @@ def load(weights_root: Path | None, device: str = "cpu", checkpoint: str | None 
          tokenizer: str | None = None, precision: str = "amp", config=None) -> HpsScorer:
     """The HPS v2.1 scorer from `<weights_root>/xswu/HPSv2/HPS_v2.1_compressed.pt` (or the Hugging Face
     cache, or `checkpoint`) and a CLIP tokenizer folder (`tokenizer`, default openai/clip-vit-large-patch14
-    under `weights_root` or in the cache). `config`: the CLIPConfig, ViT-H-14's unless a test passes one."""
+    under `weights_root` or in the cache). `config`: the CLIPConfig, ViT-H-14's unless a test passes one
+    (a copy is built with SDPA attention). `precision`: see `HpsScorer` ("amp", hpsv2's, by default)."""
     from accelerate import init_empty_weights
     from transformers import CLIPModel, CLIPTokenizer
 
@@ -436,7 +484,7 @@ def load(weights_root: Path | None, device: str = "cpu", checkpoint: str | None 
     if not isinstance(saved, dict) or "state_dict" not in saved:
         raise UserError(f"{path} has no 'state_dict': not an HPS checkpoint")
     with init_empty_weights():  # parameters on the meta device: the checkpoint's tensors are assigned
-        model = CLIPModel(config if config is not None else vit_h14_config())
+        model = CLIPModel(with_sdpa(config if config is not None else vit_h14_config()))
     load_weights(model, saved["state_dict"], source=str(path))
     return HpsScorer(model, clip_tokenizer, device, precision, checkpoint=path, tokenizer_source=str(folder))
 
