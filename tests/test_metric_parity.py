@@ -18,8 +18,17 @@ not importable skips, except under TDM_REQUIRE_PARITY=1 (`make test-metrics`, CI
     .venv-metrics/bin/python -m pytest tests/test_metric_parity.py -m parity -p no:cacheprovider -o addopts=""
 
 About 3-4 minutes on 2 cores; at most one ViT-H-14 in float32 (about 4 GB) is held at a time.
+
+On a CUDA GPU (`-m "parity and gpu"`, skipped elsewhere) the same comparisons run with device="cuda": HPS as
+hpsv2 runs there (float16 autocast; tolerances HPS_AMP_TOLERANCE, HPS_GPU_PREPROCESSING_TOLERANCE) and in
+float32; the rest in float32 with TF32 off, plus the aesthetic path in clip.load's float16 (AES_FP16_TOLERANCE).
 """
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import torch
 
 from harness.metrics import parity
 
@@ -90,3 +99,81 @@ def test_fid_equals_clean_fids_compute_fid_on_the_stand_in_network():
     _assert_within(result)
     assert result["details"]["reference_fid"] > 0.5  # two distributions apart, not a near-zero FID
     assert result["n"] == 64
+
+
+# --- the device plumbing (no comparison run) ---------------------------------------------------------
+
+def test_the_cpu_records_device_field_is_as_before_and_tf32_is_off_only_on_cuda():
+    assert parity._device_fields("cpu") == {"device": "cpu"}
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    with parity.float32_on("cpu"):
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    with parity.float32_on("cuda"):  # the flags are settable without a GPU
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_the_command_line_checks_its_arguments_before_running_anything(tmp_path):
+    out = str(tmp_path / "parity.json")
+    assert parity.main(["--only", "hps,nope", "--out", out]) == 2
+    assert parity.main(["--only", "aes", "--aes-head", str(tmp_path / "missing.pth"), "--out", out]) == 2
+    if not torch.cuda.is_available():
+        assert parity.main(["--device", "cuda", "--only", "hps", "--out", out]) == 2
+    assert not Path(out).exists()
+
+
+def test_an_explicit_only_decides_whether_vbench_runs(tmp_path):
+    import json
+
+    out = tmp_path / "parity.json"
+    assert parity.main(["--only", "vbench", "--out", str(out)]) == 1  # no --vbench-scripts: recorded as an error
+    record = json.loads(out.read_text())
+    assert list(record["results"]) == ["vbench"] and "vbench-scripts" in record["results"]["vbench"]["error"]
+    assert record["what"].endswith("CPU")
+
+
+def test_hpsv2_imports_where_its_unused_clint_and_turtle_imports_are_not_installed():
+    """hpsv2/__init__ imports clint (its downloads' progress bar) and its vendored open_clip `from turtle import
+    forward`: neither is used by the comparison, and a bare GPU image lacks clint (and maybe tkinter)."""
+    _needs("hpsv2", "open_clip")
+    probe = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("turtle", "clint", "tkinter"):
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Block())
+from harness.metrics import parity
+module, note = parity.import_hpsv2_open_clip()
+assert callable(module.create_model_and_transforms) and callable(module.get_tokenizer)
+assert not [n for n in sys.modules if n.split(".")[0] in ("turtle", "clint")], "stand-ins left behind"
+print(note)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          cwd=Path(parity.__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "empty stand-ins for hpsv2's unused imports of turtle, clint" in done.stdout
+
+
+# --- on a GPU ----------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, modules", [("hps", ("torchvision", "hpsv2", "open_clip")),
+                                           ("aes", ("torchvision", "open_clip")),
+                                           ("clip", ("torchmetrics", "torchvision", "open_clip")),
+                                           ("fid", ("cleanfid.fid", "scipy"))])
+def test_on_a_gpu_each_comparison_is_within_its_claimed_tolerances(name, modules):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    _needs(*modules)
+    result = parity.RUNNERS[name](device="cuda")
+    _assert_within(result)
+    assert result["device"].startswith("cuda:") and result["device_name"]
+    assert result["tf32"] == {"matmul": False, "cudnn": False}
+    labels = [row["label"] for row in result["rows"]]
+    if name == "hps":
+        assert labels == ["amp", "amp, GPU preprocessing", "fp32"]
+        assert result["details"]["reference_amp_dtypes"]["scores"] == "torch.float16"  # hpsv2's cosine in autocast
+    if name == "aes":
+        assert "project vs clip.load on a GPU (float16)" in labels
+        assert result["details"]["clip_load_fp16"]["embedding_dtype"] == "torch.float16"

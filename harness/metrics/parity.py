@@ -1,9 +1,11 @@
-"""Parity of the project's metric scorers with the reference implementations, on CPU, with seeded
-RANDOM weights of the real architectures (no model weights can be downloaded where this runs; the
-one real weight file used is the LAION aesthetic head, read from where it lies).
+"""Parity of the project's metric scorers with the reference implementations, on CPU or a CUDA GPU,
+with seeded RANDOM weights of the real architectures (no model weights can be downloaded where this
+runs; the one real weight file used is the LAION aesthetic head, read from where it lies).
 
     python -m harness.metrics.parity --out results/metrics/parity-cpu.json [--only hps,aes,clip,fid]
                                      [--vbench-scripts DIR]   # adds VBench's aggregation
+    python -m harness.metrics.parity --device cuda --only hps,aes,clip,fid [--aes-head FILE] \
+                                     --out results/metrics/parity-h200.json
 
 Each comparison is one function returning a dict (`metric`, `reference` and `versions`, `compared`,
 `n`, the largest differences of pixels, features and scores, the `tolerance` claimed for each, and
@@ -32,6 +34,24 @@ reference magnitude, since an element-wise ratio is meaningless for values near 
 - `vbench_parity`: VBench's aggregation (harness.metrics.vbench) against the repository's
   `scripts/cal_final_score.py`, given a copy of that folder (it is not in VBench's wheel).
 
+On CUDA (`--device cuda`; the CPU comparisons are unchanged), each comparison runs both sides on
+the GPU: float32 with TF32 off (`torch.backends.cuda.matmul.allow_tf32` and
+`torch.backends.cudnn.allow_tf32` False while it runs) unless said otherwise, so that the float32
+tolerances of the CPU still apply; and where the reference's own GPU precision is not float32, a
+row in that precision beside it:
+- HPS: row "amp", both sides as hpsv2 scores on a GPU: its model (float32 weights) under
+  `torch.cuda.amp.autocast()`, the 100 x cosine taken inside autocast (so a float16 number, as
+  `evaluate_benchmark` does), against `hps.load(..., precision="amp")` (float16 autocast, float32 cosine);
+  row "amp, GPU preprocessing": the same, the project's side preprocessing uint8 tensors on the GPU
+  (`score`'s fast path) against hpsv2's `preprocess_val` on PIL images on the CPU; row "fp32": both
+  sides in float32 on the GPU.
+- aesthetic: the CPU's rows in float32 on the GPU, plus "project vs clip.load on a GPU (float16)":
+  the reference as `simple_inference.py` runs on CUDA (clip.load keeps float16 weights there: open_clip
+  `precision="fp16"`, the same conversion with float32 LayerNorms; numpy normalisation of the float16
+  embedding; the MLP in float32) against the project's float32 scorer.
+- CLIP score and FID: float32 on both sides (torchmetrics' and clean-fid's own precision there, less TF32).
+The `device` of each result is where it ran ("vbench" is float64 arithmetic, on the CPU).
+
 The reference packages live in .venv-metrics (scripts/setup_metrics.sh) and are imported inside
 the functions, so this module imports without them.
 """
@@ -39,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import gzip
 import hashlib
@@ -109,11 +130,35 @@ AES_TOLERANCE = {
     "transformers torchvision": {"pixels": 0.016, "features": 2e-4, "scores": 2e-3},
     "transformers torchvision, crop 1 px off": {"features": 5e-3, "scores": 0.02},
 }
+# On CUDA (not yet measured when set: claimed from float16's unit roundoff, 2^-11 = 4.9e-4, to be tightened
+# from the first record, results/metrics/parity-h200.json):
+# - HPS "fp32" on the GPU, TF32 off: HPS_TOLERANCE (float32 kernels differ from the CPU's in summation order only).
+# - HPS "amp": the same pixels (the CPU's preprocessing, pixels 0); both sides run every matmul in float16 with
+#   float32 accumulation, but in other kernels (packed vs split q/k/v, MultiheadAttention's SDPA call vs
+#   transformers'), so a last-bit float32 difference flips a float16 rounding: differences of about 5e-4
+#   relative per op, not 1e-7, through 32 + 24 residual layers, about 1e-3 relative on the unit features (at most
+#   a few 1e-4 per element of a 1024-d unit vector). hpsv2 also rounds its score to float16 (100 x cosine inside
+#   autocast): steps of 2^-6 = 0.016 for scores in [16, 32), as real HPS scores are; 0.002 at the random model's
+#   |score| < 4. Claimed: features 2e-3, scores 0.05 (3 float16 steps at real scores): the 1e-4 asked for is
+#   out of reach of a float16 computation on either side; the "fp32" row shows the same code within it.
+HPS_AMP_TOLERANCE = {"pixels": 1e-6, "features": 2e-3, "scores": 0.05}
+# - HPS "amp, GPU preprocessing": torch's antialiased bicubic on CUDA vs on the CPU, float32 arithmetic in other
+#   orders: about 1e-6 in [0, 1] (4e-6 after normalisation); claimed 1e-4 on pixels, the amp tolerances beyond.
+HPS_GPU_PREPROCESSING_TOLERANCE = {"pixels": 1e-4, "features": 2e-3, "scores": 0.05}
+# - Aesthetic "project vs clip.load on a GPU (float16)": the reference in float16 weights and activations (LayerNorm
+#   in float32) and a float16 numpy normalisation (element steps of 1.2e-4 near 0.2), the project in float32:
+#   fp16 CLIP embeddings are typically within 1e-3 to 5e-3 (L2) of float32 ones; the real head is linear with
+#   |w| = 18, so scores move by 18 x (the L2 difference) at worst, a few 1e-3 typically. Claimed features 2e-3
+#   (per element), scores 0.05.
+AES_FP16_TOLERANCE = {"pixels": 1e-6, "features": 2e-3, "scores": 0.05}
 # - CLIP score: the same model and processor on both sides; features 1e-7, per-pair scores 5.6e-6, the clamped
 #   mean 1e-6 (batching and padding only); claimed as for HPS.
 CLIP_TOLERANCE = {"features": 1e-5, "scores": 1e-4}
 # - FID: features bitwise equal (0.0); FID 4.6e-7 at FID 1.57 (scipy's sqrtm vs eigh on rank-8 covariances).
 FID_TOLERANCE = {"features": 1e-6, "scores": 1e-4}
+# On CUDA, the same float32 tolerances (TF32 off), FID's features at 1e-5: the same network on the same batches,
+# but cuDNN may choose another convolution algorithm per call.
+FID_CUDA_TOLERANCE = {"features": 1e-5, "scores": 1e-4}
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
@@ -140,7 +185,7 @@ def _row(label: str, tolerance: dict, **diffs) -> dict:
 
 
 def _result(metric: str, reference: str, versions: dict, compared: str, n: int, rows: list[dict],
-            explanation: str, details: dict, started: float) -> dict:
+            explanation: str, details: dict, started: float, device: str | torch.device = "cpu") -> dict:
     """The comparison's record; top-level pixels / features / scores are the largest over its rows."""
     def worst(key):
         found = [r[key] for r in rows if r.get(key) is not None]
@@ -153,7 +198,41 @@ def _result(metric: str, reference: str, versions: dict, compared: str, n: int, 
             "tolerance": {r["label"]: r["tolerance"] for r in rows},
             "within_tolerance": all(r["within_tolerance"] for r in rows),
             "explanation": explanation, "rows": rows, "details": details,
-            "device": "cpu", "seconds": round(time.time() - started, 1)}
+            **_device_fields(device), "seconds": round(time.time() - started, 1)}
+
+
+def _device_fields(device: str | torch.device) -> dict:
+    """{"device": "cpu"} as before; on CUDA the device index and the GPU's name, and the TF32 flags it ran under."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return {"device": str(device)}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"device": f"cuda:{index}", "device_name": torch.cuda.get_device_name(index),
+            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}}
+
+
+@contextlib.contextmanager
+def float32_on(device: str | torch.device):
+    """On CUDA, true float32 matmuls and convolutions while a comparison runs (TF32 off, restored after); the
+    CPU is left alone."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _hpsv2_autocast():
+    """What hpsv2's evaluation wraps its forward and cosine in: torch.cuda.amp.autocast() (float16), a deprecated
+    alias of torch.autocast("cuda", dtype=torch.float16) in newer torch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        legacy = getattr(torch.cuda.amp, "autocast", None)
+        return legacy() if legacy is not None else torch.autocast("cuda", dtype=torch.float16)
 
 
 def _versions(*names: str) -> dict:
@@ -326,54 +405,123 @@ def _capture(target, name: str, store: list):
 
 # --- HPS v2.1 against hpsv2 -------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _stand_ins_for_unused_imports():
+    """hpsv2 imports two modules that the comparison never uses and a bare environment may lack: `clint`
+    (hpsv2/__init__ -> utils: `from clint.textui import progress`, the progress bar of its downloads; clint and
+    its dependency `args` are sdists only) and `turtle` (`from turtle import forward` in its vendored
+    open_clip/factory.py, a stray import; turtle needs tkinter). Where one is not importable, an empty stand-in
+    is in sys.modules while hpsv2 is imported, and removed after; yields the names stood in for."""
+    import types
+
+    missing = {}
+    try:
+        import turtle  # noqa: F401  (imported to see whether it can be)
+    except ImportError:
+        missing["turtle"] = {"forward": None}
+    try:
+        from clint.textui import progress  # noqa: F401
+    except ImportError:
+        missing.update({"clint": {}, "clint.textui": {}, "clint.textui.progress": {"bar": None}})
+    added = []
+    for name, attributes in missing.items():
+        if name not in sys.modules:
+            module = types.ModuleType(name, "a stand-in for an import hpsv2 makes and the parity never uses")
+            module.__dict__.update(attributes)
+            sys.modules[name] = module
+            added.append(name)
+    for name in added:  # clint.textui.progress reachable as attributes, as `from clint.textui import progress` needs
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, sys.modules[name])
+    try:
+        yield [n for n in added if "." not in n]
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
 def import_hpsv2_open_clip():
     """hpsv2's vendored open_clip (`hpsv2.src.open_clip`) and a note on how it was imported.
 
     hpsv2 1.2.0's wheel lacks `src/open_clip/bpe_simple_vocab_16e6.txt.gz`, which its tokenizer module
     reads at import time (tgxs002/HPSv2#30), so `import hpsv2.src.open_clip` fails as installed. Where
     the file is missing, that one read is redirected to open_clip_torch's copy, which is byte-identical
-    to the file hpsv2x 1.2.0 ships (BPE_SHA256); nothing else is changed."""
+    to the file hpsv2x 1.2.0 ships (BPE_SHA256); nothing else is changed, except that an unused import
+    that is not importable gets an empty stand-in (`_stand_ins_for_unused_imports`, named in the note)."""
     spec = importlib.util.find_spec("hpsv2")  # does not run hpsv2/__init__
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("hpsv2 is not installed")
     vendored = (Path(list(spec.submodule_search_locations)[0]) / "src" / "open_clip" / BPE_FILE).resolve()
-    if "hpsv2.src.open_clip" in sys.modules or vendored.is_file():
-        with _quiet():
+    if "hpsv2.src.open_clip" in sys.modules:
+        import hpsv2.src.open_clip as open_clip_vendored
+        return open_clip_vendored, getattr(open_clip_vendored, "_parity_import_note", "hpsv2's own BPE file")
+    if vendored.is_file():
+        with _quiet(), _stand_ins_for_unused_imports() as stood_in:
             import hpsv2.src.open_clip as open_clip_vendored
-        return open_clip_vendored, "hpsv2's own BPE file"
-    source = _bpe_path()
-    real_open = gzip.open
+        note = "hpsv2's own BPE file"
+    else:
+        source = _bpe_path()
+        real_open = gzip.open
 
-    def redirected(filename, *args, **kwargs):
-        if isinstance(filename, (str, os.PathLike)) and Path(filename).resolve() == vendored:
-            filename = source
-        return real_open(filename, *args, **kwargs)
+        def redirected(filename, *args, **kwargs):
+            if isinstance(filename, (str, os.PathLike)) and Path(filename).resolve() == vendored:
+                filename = source
+            return real_open(filename, *args, **kwargs)
 
-    gzip.open = redirected
-    try:
-        with _quiet():
-            import hpsv2.src.open_clip as open_clip_vendored
-    finally:
-        gzip.open = real_open
-    return open_clip_vendored, (f"hpsv2's wheel lacks {BPE_FILE} (HPSv2#30): read open_clip_torch's copy "
-                                f"(sha256 {BPE_SHA256[:12]}..., identical to hpsv2x 1.2.0's)")
+        gzip.open = redirected
+        try:
+            with _quiet(), _stand_ins_for_unused_imports() as stood_in:
+                import hpsv2.src.open_clip as open_clip_vendored
+        finally:
+            gzip.open = real_open
+        note = (f"hpsv2's wheel lacks {BPE_FILE} (HPSv2#30): read open_clip_torch's copy "
+                f"(sha256 {BPE_SHA256[:12]}..., identical to hpsv2x 1.2.0's)")
+    if stood_in:
+        note += f"; empty stand-ins for hpsv2's unused imports of {', '.join(stood_in)} (not importable here)"
+    open_clip_vendored._parity_import_note = note
+    return open_clip_vendored, note
 
 
-def hps_parity(shapes=HPS_SHAPES, prompts=HPS_PROMPTS, seed: int = 0) -> dict:
-    """HPS v2.1 through `harness.metrics.hps.load` against hpsv2 1.2.0's evaluation code, both in float32
-    on CPU, on one seeded random ViT-H-14 (layer norms and biases perturbed) saved as an HPS checkpoint."""
+def _device_wrapped(function):
+    """Run a comparison under `float32_on(device)` (TF32 off on CUDA), its `device` keyword passed on."""
+    @functools.wraps(function)
+    def wrapped(*args, device: str = "cpu", **kwargs):
+        with float32_on(device):
+            return function(*args, device=device, **kwargs)
+
+    return wrapped
+
+
+def _our_hps(scorer, images, prompts) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(scores, unit image features, unit text features) of `scorer.score`, one image per call (the images differ
+    in size); `images` are uint8 arrays or tensors."""
+    image_store, text_store = [], []
+    _capture(scorer, "image_features", image_store)
+    _capture(scorer, "text_features", text_store)
+    scores = np.concatenate([scorer.score(im[None], [p]) for im, p in zip(images, prompts)])
+    return scores, torch.cat(image_store), torch.cat(text_store)
+
+
+@_device_wrapped
+def hps_parity(shapes=HPS_SHAPES, prompts=HPS_PROMPTS, seed: int = 0, device: str = "cpu") -> dict:
+    """HPS v2.1 through `harness.metrics.hps.load` against hpsv2 1.2.0's evaluation code, on one seeded random
+    ViT-H-14 (layer norms and biases perturbed) saved as an HPS checkpoint. On the CPU both in float32; on CUDA
+    as hpsv2 runs there (float16 autocast, rows "amp" and "amp, GPU preprocessing") and in float32 ("fp32")."""
     started = time.time()
     from PIL import Image
 
     from harness.metrics import hps
 
+    cuda = torch.device(device).type == "cuda"
     open_clip_vendored, bpe_note = import_hpsv2_open_clip()
     images = random_images(shapes, seed)
     prompts = list(prompts)
     if len(prompts) != len(images):
         raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
 
-    # hpsv2's side, exactly as evaluation.py's initialize_model() builds it (device: cpu here).
+    # hpsv2's side, as evaluation.py's initialize_model() builds it: on the CPU (create_model builds there and
+    # moves the model to `device`; here it moves after the perturbation, drawn on the CPU).
     torch.manual_seed(seed)
     with _quiet():
         model, _, preprocess_val = open_clip_vendored.create_model_and_transforms(
@@ -386,10 +534,28 @@ def hps_parity(shapes=HPS_SHAPES, prompts=HPS_PROMPTS, seed: int = 0) -> dict:
     tokenizer = open_clip_vendored.get_tokenizer("ViT-H-14")
     ref_pixels = torch.stack([preprocess_val(Image.fromarray(im)) for im in images])  # BenchmarkDataset + collate
     ref_tokens = tokenizer(prompts)
-    with torch.no_grad():  # evaluate_benchmark wraps this in torch.cuda.amp.autocast(): float16 on a GPU only
-        outputs = model(ref_pixels, ref_tokens)
-        ref_img, ref_txt = outputs["image_features"].float(), outputs["text_features"].float()
-        ref_scores = torch.diagonal(ref_img @ ref_txt.T * 100)
+    reference = {}
+    if not cuda:
+        with torch.no_grad():  # evaluate_benchmark wraps this in torch.cuda.amp.autocast(): float16 on a GPU only
+            outputs = model(ref_pixels, ref_tokens)
+            ref_img, ref_txt = outputs["image_features"].float(), outputs["text_features"].float()
+            reference["fp32"] = (ref_img, ref_txt, torch.diagonal(ref_img @ ref_txt.T * 100))
+    else:
+        model.to(device)
+        with torch.no_grad():
+            pixels, tokens = ref_pixels.to(device=device), ref_tokens.to(device=device)
+            with _hpsv2_autocast():  # evaluate_benchmark, verbatim in effect: one batch of all the images
+                outputs = model(pixels, tokens)
+                image_features, text_features = outputs["image_features"], outputs["text_features"]
+                logits_per_image = image_features @ text_features.T * 100
+            amp_img, amp_txt = image_features.float().cpu(), text_features.float().cpu()
+            reference["amp"] = (amp_img, amp_txt, torch.diagonal(logits_per_image).float().cpu())
+            reference_amp_dtypes = {"features": str(image_features.dtype), "scores": str(logits_per_image.dtype)}
+            outputs = model(pixels, tokens)  # float32, TF32 off (float32_on)
+            ref_img, ref_txt = outputs["image_features"].float().cpu(), outputs["text_features"].float().cpu()
+            reference["fp32"] = (ref_img, ref_txt, torch.diagonal(ref_img @ ref_txt.T * 100))
+        model.cpu()
+    ref_scores = reference["fp32"][2]
 
     with tempfile.TemporaryDirectory(prefix="hps-parity-") as tmp:
         root = Path(tmp) / "weights"
@@ -400,29 +566,100 @@ def hps_parity(shapes=HPS_SHAPES, prompts=HPS_PROMPTS, seed: int = 0) -> dict:
         del model, outputs
         gc.collect()  # one ViT-H-14 in float32 at a time (about 4 GB each)
         tokenizer_folder = write_clip_tokenizer(Path(tmp) / "tokenizer")
-        scorer = hps.load(root, "cpu", tokenizer=str(tokenizer_folder), precision="fp32")
-        image_store, text_store = [], []
-        _capture(scorer, "image_features", image_store)
-        _capture(scorer, "text_features", text_store)
-        ours = np.concatenate([scorer.score(im[None], [p]) for im, p in zip(images, prompts)])
+        scorer = hps.load(root, device, tokenizer=str(tokenizer_folder), precision="amp" if cuda else "fp32")
+        ours = {}
+        if cuda:
+            ours["amp"] = _our_hps(hps.HpsScorer(scorer.model, scorer.tokenizer, device, "amp"), images, prompts)
+            on_gpu = [torch.from_numpy(im).to(device) for im in images]
+            ours["amp, GPU preprocessing"] = _our_hps(hps.HpsScorer(scorer.model, scorer.tokenizer, device, "amp"),
+                                                      on_gpu, prompts)
+            gpu_pixels = torch.cat([hps.preprocess(im[None]).cpu() for im in on_gpu])
+            attention = scorer.attention
+            scorer = hps.HpsScorer(scorer.model, scorer.tokenizer, device, "fp32")
+        ours["fp32"] = _our_hps(scorer, images, prompts)
+        attention = scorer.attention if not cuda else attention
         our_tokens = scorer.tokenize(prompts)
         del scorer
         gc.collect()
-    our_img, our_txt = torch.cat(image_store), torch.cat(text_store)
+        if cuda:
+            torch.cuda.empty_cache()
     our_pixels = torch.cat([hps.preprocess(im[None]) for im in images])
 
     # open_clip pads with 0 after <|endoftext|>, transformers' tokenizer with <|endoftext|>: compare up to it.
     tokens_equal = all(torch.equal(o[:int(r.argmax()) + 1], r[:int(r.argmax()) + 1])
                        for o, r in zip(our_tokens, ref_tokens))
-    row = _row("fp32", HPS_TOLERANCE,
-               pixels=difference(our_pixels, ref_pixels),
-               features=difference(torch.cat([our_img, our_txt]), torch.cat([ref_img, ref_txt])),
-               scores=difference(ours, ref_scores))
-    row["image_features"] = difference(our_img, ref_img)
-    row["text_features"] = difference(our_txt, ref_txt)
-    row["tokens_equal_through_end_of_text"] = tokens_equal
-    if not tokens_equal:
-        row["within_tolerance"] = False
+    variants = (("fp32", HPS_TOLERANCE, "fp32", our_pixels),)
+    if cuda:
+        variants = (("amp", HPS_AMP_TOLERANCE, "amp", our_pixels),
+                    ("amp, GPU preprocessing", HPS_GPU_PREPROCESSING_TOLERANCE, "amp", gpu_pixels),
+                    ("fp32", HPS_TOLERANCE, "fp32", our_pixels))
+    rows = []
+    for label, tolerance, side, pixels in variants:
+        scores, our_img, our_txt = ours[label]
+        ref_img, ref_txt, ref = reference[side]
+        row = _row(label, tolerance, pixels=difference(pixels, ref_pixels),
+                   features=difference(torch.cat([our_img, our_txt]), torch.cat([ref_img, ref_txt])),
+                   scores=difference(scores, ref))
+        row["image_features"] = difference(our_img, ref_img)
+        row["text_features"] = difference(our_txt, ref_txt)
+        row["tokens_equal_through_end_of_text"] = tokens_equal
+        if not tokens_equal:
+            row["within_tolerance"] = False
+        rows.append(row)
+
+    details = {"reference_scores": [float(s) for s in ref_scores],
+               "our_scores": [float(s) for s in ours["fp32"][0]],
+               "score_spread": float(ref_scores.max() - ref_scores.min()),
+               "parameters": int(parameters), "hpsv2_bpe": bpe_note,
+               "precision": "float32 on CPU on both sides (hpsv2 itself: precision='amp', float32 weights, "
+                            "torch.cuda.amp.autocast() float16 on CUDA; a no-op on CPU)",
+               "project": {"scorer": "harness.metrics.hps.load(weights_root, 'cpu', tokenizer=<folder>, "
+                                     "precision='fp32')",
+                           "batch": "one image per score() call (the images differ in size)",
+                           "tokenizer": "transformers CLIPTokenizer on OpenAI CLIP's vocabulary, rebuilt offline"},
+               "weights": f"seeded random (torch.manual_seed({seed})), layer norms and biases perturbed by "
+                          "0.1 x N(0, 1)"}
+    explanation = ("float32 on both sides, the same pixels and token ids up to <|endoftext|>: what remains is the "
+                   "kernels (transformers' SDPA attention on split q/k/v vs nn.MultiheadAttention's packed in_proj), "
+                   "rounding in the last bits over 32 + 24 layers. hpsv2 scores under CUDA AMP (float16) on a GPU, "
+                   "where agreement is looser (tests/test_metric_hps_gpu.py allows 0.25 on the 100 x cosine scale "
+                   "under autocast on both sides).")
+    if cuda:
+        amp_scores, gpu_scores = ours["amp"][0], ours["amp, GPU preprocessing"][0]
+        amp_ref_img, amp_ref_txt, amp_ref_scores = reference["amp"]
+        details.update({
+            "reference_amp_scores": [float(s) for s in amp_ref_scores],
+            "our_amp_scores": [float(s) for s in amp_scores],
+            "our_amp_gpu_preprocessing_scores": [float(s) for s in gpu_scores],
+            "reference_amp_dtypes": reference_amp_dtypes,
+            "amp_scores_vs_reference_cosine_in_float32": difference(
+                amp_scores, torch.diagonal(amp_ref_img @ amp_ref_txt.T * 100)),
+            "gpu_preprocessing_only": {
+                "pixels_vs_cpu_preprocessing": difference(gpu_pixels, our_pixels),
+                "amp_scores_vs_cpu_preprocessed_amp_scores": difference(gpu_scores, amp_scores)},
+            "reference_amp_vs_reference_fp32": {"features": difference(torch.cat([amp_ref_img, amp_ref_txt]),
+                                                                       torch.cat(reference["fp32"][:2])),
+                                                "scores": difference(amp_ref_scores, ref_scores)},
+            "precision": "rows 'amp': hpsv2 as on a GPU, its float32 model under torch.cuda.amp.autocast() (float16) "
+                         "incl. the 100 x cosine (a float16 score), one batch of all images; the project's "
+                         "precision='amp' (float16 autocast, the cosine in float32), one image per call. Row 'fp32': "
+                         "float32 both sides, TF32 off",
+            "project": {"scorer": f"harness.metrics.hps.load(weights_root, {device!r}, tokenizer=<folder>, "
+                                  "precision='amp'); precision='fp32' on the same model for the 'fp32' row",
+                        "gpu_preprocessing": "score() on uint8 (1, H, W, 3) tensors on the GPU: hps.preprocess there "
+                                             "(torch antialiased bicubic on CUDA); the reference's preprocess_val on "
+                                             "PIL images on the CPU",
+                        "batch": "one image per score() call (the images differ in size)",
+                        "attention": attention,
+                        "tokenizer": "transformers CLIPTokenizer on OpenAI CLIP's vocabulary, rebuilt offline"}})
+        explanation = ("'fp32': " + explanation.split(" hpsv2 scores under")[0] + " 'amp': both sides compute "
+                       "in float16 with float32 accumulation in other kernels, so float32 last-bit differences flip "
+                       "float16 roundings (unit roundoff 4.9e-4) layer after layer; hpsv2 also rounds its 100 x cosine "
+                       "to float16 (steps of 0.016 at real scores of 16-32), the project takes it in float32. 'amp, "
+                       "GPU preprocessing': the same plus torch's antialiased bicubic on CUDA vs the CPU's (float32 "
+                       "arithmetic in another order).")
+    else:
+        details["project"]["attention"] = attention
     return _result(
         "hps-v2.1",
         "hpsv2 (tgxs002/HPSv2): evaluation.py initialize_model() -> create_model_and_transforms('ViT-H-14', None, "
@@ -432,21 +669,7 @@ def hps_parity(shapes=HPS_SHAPES, prompts=HPS_PROMPTS, seed: int = 0) -> dict:
         "pixels after preprocessing, unit image and text features, and per-pair scores (100 x cosine) of "
         f"{len(images)} random uint8 images {', '.join(f'{h}x{w}' for h, w in shapes)} (incl. non-square, odd "
         "padding, and a 224 square that is not resized) with prompts incl. ftfy/HTML cleaning and one over 77 tokens",
-        len(images), [row],
-        "float32 on both sides, the same pixels and token ids up to <|endoftext|>: what remains is the kernels "
-        "(transformers' SDPA attention on split q/k/v vs nn.MultiheadAttention's packed in_proj), rounding in the "
-        "last bits over 32 + 24 layers. hpsv2 scores under CUDA AMP (float16) on a GPU, where agreement is looser "
-        "(tests/test_metric_hps_gpu.py allows 0.25 on the 100 x cosine scale under autocast on both sides).",
-        {"reference_scores": [float(s) for s in ref_scores], "our_scores": [float(s) for s in ours],
-         "score_spread": float(ref_scores.max() - ref_scores.min()),
-         "parameters": int(parameters), "hpsv2_bpe": bpe_note,
-         "precision": "float32 on CPU on both sides (hpsv2 itself: precision='amp', float32 weights, "
-                      "torch.cuda.amp.autocast() float16 on CUDA; a no-op on CPU)",
-         "project": {"scorer": "harness.metrics.hps.load(weights_root, 'cpu', tokenizer=<folder>, precision='fp32')",
-                     "batch": "one image per score() call (the images differ in size)",
-                     "tokenizer": "transformers CLIPTokenizer on OpenAI CLIP's vocabulary, rebuilt offline"},
-         "weights": f"seeded random (torch.manual_seed({seed})), layer norms and biases perturbed by 0.1 x N(0, 1)"},
-        started)
+        len(images), rows, explanation, details, started, device)
 
 
 # --- the aesthetic score against the LAION predictor ------------------------------------------------
@@ -481,11 +704,14 @@ def _openai_transform(n_px: int = 224):
                     Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
 
 
-def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: int = 0) -> dict:
+@_device_wrapped
+def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: int = 0, device: str = "cpu") -> dict:
     """The project's AestheticScorer (both image-processor backends) against simple_inference.py's path,
     on one seeded random OpenAI-architecture ViT-L/14 and the real LAION head (a seeded random head of the
-    same shape where the real one is not found, recorded)."""
+    same shape where the real one is not found, recorded). On CUDA also against that path in its own GPU
+    precision (clip.load's float16 weights)."""
     started = time.time()
+    cuda = torch.device(device).type == "cuda"
     import open_clip
     from PIL import Image
     from transformers import CLIPImageProcessor, CLIPImageProcessorPil
@@ -516,10 +742,26 @@ def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: in
     pil_images = [Image.fromarray(im) for im in images]
     ref_pixels = torch.stack([transform(p) for p in pil_images])
     openclip_pixels = torch.stack([openclip_preprocess(p) for p in pil_images])
+    model.to(device)
+    mlp.to(device)
     with torch.no_grad():
-        image_features = model.encode_image(ref_pixels)  # clip.load keeps float16 weights on a GPU, float32 on CPU
+        image_features = model.encode_image(ref_pixels.to(device))  # float32 here (clip.load: float16 on a GPU)
         ref_unit = _upstream_normalized(image_features.cpu().detach().numpy())
-        ref_scores = mlp(torch.from_numpy(ref_unit).float()).squeeze(-1)
+        ref_scores = mlp(torch.from_numpy(ref_unit).float().to(device)).squeeze(-1).cpu()
+    if cuda:  # simple_inference.py on CUDA: clip.load's float16 model (LayerNorms in float32), float16 numpy
+        with _quiet():  # normalisation, the MLP in float32 (`.type(torch.cuda.FloatTensor)`)
+            model16 = open_clip.create_model("ViT-L-14-quickgelu", pretrained=None, precision="fp16", device=device)
+        model16.load_state_dict(model.state_dict())
+        model16.eval()
+        with torch.no_grad():
+            features16 = model16.encode_image(ref_pixels.to(device).half())  # clip's encode_image: image.type(dtype)
+            ref16_unit = _upstream_normalized(features16.cpu().detach().numpy())
+            ref16_scores = mlp(torch.from_numpy(ref16_unit).to(device).float()).squeeze(-1).cpu()
+        fp16_note = {"embedding_dtype": str(features16.dtype), "normalised_dtype": str(ref16_unit.dtype),
+                     "layer_norm_weights": str(model16.visual.ln_pre.weight.dtype),
+                     "conv1_weights": str(model16.visual.conv1.weight.dtype)}
+        del model16
+        model.cpu()
 
     rows, details = [], {}
     with tempfile.TemporaryDirectory(prefix="aes-parity-") as tmp:
@@ -527,11 +769,11 @@ def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: in
         del model
         gc.collect()
         if head.is_file():
-            scorer = AestheticScorer.load(head, folder, "cpu")
+            scorer = AestheticScorer.load(head, folder, device)
         else:
             ours_head = AestheticHead()
             ours_head.load_state_dict(state)
-            scorer = AestheticScorer(ours_head, _vision(folder), "cpu", head_path=None, clip_name=str(folder))
+            scorer = AestheticScorer(ours_head, _vision(folder), device, head_path=None, clip_name=str(folder))
         # The project's scorer as it is (its own copy of clip.load's preprocessing), then, for the record,
         # transformers' two image processors in its place: why the scorer does not use them.
         # Images whose centre crop starts one pixel apart under those processors: torchvision's CenterCrop
@@ -546,8 +788,9 @@ def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: in
         for name, (pixels_of, side_groups) in sides.items():
             our_pixels = torch.cat([pixels_of(im[None]) for im in images])
             with torch.no_grad():
-                embeds = scorer.vision(pixel_values=our_pixels).image_embeds.float()
-                ours = scorer.head(embeds).double().numpy()
+                embeds = scorer.vision(pixel_values=our_pixels.to(scorer.device)).image_embeds.float()
+                ours = scorer.head(embeds).double().cpu().numpy()
+                embeds = embeds.cpu()
             if name == "project":  # the scorer's own call gives the same numbers
                 details["project_score_call_max_abs"] = float(np.abs(np.concatenate(
                     [scorer.score(im[None]) for im in images]) - ours).max())
@@ -566,8 +809,24 @@ def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: in
                                      "score": float(ours[i] - ref_scores[i])} for i in index]
                 rows.append(row)
             details[f"{name}_scores"] = [float(x) for x in ours]
+            if cuda and name == "project":
+                row = _row("project vs clip.load on a GPU (float16)", AES_FP16_TOLERANCE,
+                           pixels=difference(our_pixels, ref_pixels),
+                           features=difference(our_unit, torch.from_numpy(ref16_unit.astype(np.float32))),
+                           scores=difference(ours, ref16_scores))
+                row["n"] = len(images)
+                row["images"] = [f"{h}x{w}" for h, w in shapes]
+                row["per_image"] = [{"features": difference(our_unit[i], ref16_unit[i].astype(np.float32))["max_abs"],
+                                     "score": float(ours[i] - ref16_scores[i])} for i in range(len(images))]
+                fp16_rows = [row]
         del scorer
         gc.collect()
+    if cuda:
+        rows += fp16_rows
+        details["clip_load_fp16"] = {**fp16_note, "reference_scores": [float(x) for x in ref16_scores],
+                                     "vs_reference_float32": {
+                                         "features": difference(ref16_unit.astype(np.float32), ref_unit),
+                                         "scores": difference(ref16_scores, ref_scores)}}
 
     details.update({
         "reference_scores": [float(s) for s in ref_scores], "score_spread": float(ref_scores.max() - ref_scores.min()),
@@ -576,7 +835,12 @@ def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: in
         "images": [f"{h}x{w} {'smooth' if i % 2 == 0 else 'noise'}" for i, (h, w) in enumerate(shapes)],
         "weights": f"open_clip ViT-L-14-quickgelu, seeded random (torch.manual_seed({seed})), layer norms and biases "
                    "perturbed by 0.1 x N(0, 1); mapped to transformers with harness.metrics.hps's open_clip mapping",
-        "precision": "float32 on CPU on both sides (clip.load keeps float16 weights on a GPU)",
+        "precision": ("float32 on CPU on both sides (clip.load keeps float16 weights on a GPU)" if not cuda else
+                      "float32 on the GPU on both sides, TF32 off (rows as on the CPU); row 'project vs clip.load on a "
+                      "GPU (float16)': the reference as simple_inference.py runs on CUDA, open_clip precision='fp16' "
+                      "(convert_weights_to_lp, LayerNormFp32: clip.load's convert_weights and LayerNorm), the pixels "
+                      "cast to float16 as clip's encode_image does, numpy normalisation of the float16 embedding, the "
+                      "MLP in float32; the project's scorer in float32"),
         "project": "AestheticScorer.load(head, <folder laid out as openai/clip-vit-large-patch14>): its own "
                    "openai_clip_pixels preprocessing; rows 'transformers ...' put transformers' image processors "
                    "in its place, for the record",
@@ -598,8 +862,10 @@ def aesthetic_parity(head: str | Path | None = None, shapes=AES_SHAPES, seed: in
         "torch's antialiased bicubic uses PIL's kernel (a = -0.5) but rounds back to uint8 differently, by at most "
         "one level. Both backends crop at excess // 2 where clip.load's CenterCrop uses round(excess / 2) (half to "
         "even): for some non-square sizes (here 333x517 -> 224x347) the crop starts one pixel apart, which moves "
-        "every pixel and is the largest difference. The main .venv (no torchvision) gets the PIL backend.",
-        details, started)
+        "every pixel and is the largest difference. The main .venv (no torchvision) gets the PIL backend."
+        + (" On the GPU, clip.load's own precision (float16 weights and activations, a float16 normalised embedding) "
+           "against the project's float32: float16 rounding through 24 layers." if cuda else ""),
+        details, started, device)
 
 
 def crop_offsets(height: int, width: int, size: int = 224) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -646,9 +912,11 @@ class _Transformers4Features(torch.nn.Module):
         return self._tensor(self.model.get_text_features(*args, **kwargs))
 
 
-def clip_parity(shapes=CLIP_SHAPES, prompts=CLIP_PROMPTS, seed: int = 0) -> dict:
+@_device_wrapped
+def clip_parity(shapes=CLIP_SHAPES, prompts=CLIP_PROMPTS, seed: int = 0, device: str = "cpu") -> dict:
     """The project's ClipScorer against torchmetrics' CLIPScore on one folder laid out as
-    openai/clip-vit-large-patch14 (its real config, seeded random weights), short prompts only."""
+    openai/clip-vit-large-patch14 (its real config, seeded random weights), short prompts only; float32 on
+    `device` on both sides."""
     started = time.time()
     import torchmetrics.multimodal.clip_score as clip_score_module
     from torchmetrics.multimodal import CLIPScore
@@ -665,7 +933,7 @@ def clip_parity(shapes=CLIP_SHAPES, prompts=CLIP_PROMPTS, seed: int = 0) -> dict
         # are negative, CLIPScore's clamp at 0 hides its mean. With seed 0 they are positive (the mean row checks).
         folder = write_clip_l14_folder(Path(tmp) / "openai" / "clip-vit-large-patch14", seed=seed)
         gc.collect()
-        scorer = ClipScorer.load(folder, "cpu")
+        scorer = ClipScorer.load(folder, device)
         image_store, text_store = [], []
         _capture(scorer, "image_embeds", image_store)
         _capture(scorer, "text_embeds", text_store)
@@ -679,8 +947,9 @@ def clip_parity(shapes=CLIP_SHAPES, prompts=CLIP_PROMPTS, seed: int = 0) -> dict
                     CLIPProcessor.from_pretrained(str(folder)))
 
         with _quiet():
-            metric = CLIPScore(model_name_or_path=model_and_processor)
-        tensors = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in images]  # uint8 CHW, as its docs
+            metric = CLIPScore(model_name_or_path=model_and_processor).to(device)
+        # uint8 CHW, as its docs; _clip_score_update runs the model on the images' device
+        tensors = [torch.from_numpy(im).permute(2, 0, 1).contiguous().to(device) for im in images]
         feature_store = {"image": [], "text": []}
         _capture(metric.model, "get_image_features", feature_store["image"])
         _capture(metric.model, "get_text_features", feature_store["text"])
@@ -740,8 +1009,9 @@ def clip_parity(shapes=CLIP_SHAPES, prompts=CLIP_PROMPTS, seed: int = 0) -> dict
                               "after 1.9.0); without it CLIPScore 1.9.0 fails on transformers 5",
          "processor": "CLIPProcessor from the folder (preprocessor_config.json verbatim from openai/clip-vit-large-"
                       "patch14; transformers' torchvision backend here) on both sides",
-         "precision": "float32 on CPU"},
-        started)
+         "precision": "float32 on CPU" if torch.device(device).type == "cpu" else
+                      "float32 on the GPU on both sides (torchmetrics keeps the model's float32), TF32 off"},
+        started, device)
 
 
 # --- FID against clean-fid --------------------------------------------------------------------------
@@ -769,11 +1039,13 @@ def _write_fid_folders(root: Path, n: int, seed: int) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
-def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int = 32, seed: int = 0) -> dict:
+@_device_wrapped
+def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int = 32, seed: int = 0,
+               device: str = "cpu") -> dict:
     """FidScorer (clean mode) against clean-fid's compute_fid(mode="clean") folder to folder, both on the same
     TorchScript network: `inception` (a file with clean-fid's interface) or tests/metric_weights.py's stand-in.
     clean-fid gets the network through its own wrapper, InceptionV3W(resize_inside=False), as its
-    build_feature_extractor("clean") builds it (without DataParallel)."""
+    build_feature_extractor("clean") builds it (without DataParallel), on `device` (float32; TF32 off on CUDA)."""
     started = time.time()
     from cleanfid import fid as cleanfid
     from cleanfid.inception_torchscript import InceptionV3W
@@ -793,22 +1065,22 @@ def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int
             network_note = str(inception)
         network_dir = path.parent
         folder_a, folder_b = _write_fid_folders(tmp / "images", n, seed)
-        device = torch.device("cpu")
+        device = torch.device(device)
         with _quiet():
-            network = InceptionV3W(str(network_dir), download=False, resize_inside=False).eval()
+            network = InceptionV3W(str(network_dir), download=False, resize_inside=False).eval().to(device)
             batches = []  # what compute_fid's get_batch_features receives from the network: folder a, then b
-            network.register_forward_hook(lambda module, args, output: batches.append(output.detach().double()))
+            network.register_forward_hook(lambda module, args, output: batches.append(output.detach().double().cpu()))
             ref_fid = float(cleanfid.compute_fid(str(folder_a), str(folder_b), mode="clean",
                                                  custom_feat_extractor=network, num_workers=0, batch_size=batch_size,
                                                  device=device, verbose=False))
             ref_features = torch.cat(batches).numpy()
-            scorer = FidScorer.load(path, "cpu", batch_size=batch_size)
+            scorer = FidScorer.load(path, device, batch_size=batch_size)
         ours_a, ours_b = scorer.folder_features(folder_a), scorer.folder_features(folder_b)
         our_fid = scorer.distance(ours_a, ours_b)
         last = dict(scorer.last)
         rank = int(np.linalg.matrix_rank(np.cov(ours_a, rowvar=False)))
     features = difference(np.concatenate([ours_a, ours_b]), ref_features)
-    row = _row("clean mode", FID_TOLERANCE, features=features,
+    row = _row("clean mode", FID_TOLERANCE if device.type == "cpu" else FID_CUDA_TOLERANCE, features=features,
                scores=difference([our_fid], [ref_fid]))
     return _result(
         "fid",
@@ -826,8 +1098,9 @@ def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int
         "a symmetric eigh (harness.metrics.frechet), float64 rounding; with N <= 2048 both covariances are singular.",
         {"reference_fid": ref_fid, "our_fid": our_fid, "network": network_note, "batch_size": batch_size,
          "covariance_rank": rank, "fid_scorer_last": last,
-         "not_compared": "the Inception-v3 weights (inception-2015-12-05.pt cannot be downloaded here)"},
-        started)
+         "not_compared": "the Inception-v3 weights (inception-2015-12-05.pt cannot be downloaded here)",
+         **({} if device.type == "cpu" else {"precision": "float32 on the GPU on both sides, TF32 off"})},
+        started, device)
 
 
 # --- the command line -------------------------------------------------------------------------------
@@ -924,18 +1197,30 @@ def _quiet_transformers() -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.metrics.parity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the JSON record to write")
-    parser.add_argument("--only", default=",".join(COMPARISONS),
-                        help=f"comma-separated subset of {','.join(COMPARISONS)}")
-    parser.add_argument("--aesthetic-head", default=None, help=f"the LAION head (default: {SHARED_HEAD})")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated subset of {','.join(COMPARISONS)},vbench (default: "
+                             f"{','.join(COMPARISONS)}, and vbench where --vbench-scripts is given)")
+    parser.add_argument("--aesthetic-head", "--aes-head", default=None,
+                        help=f"the LAION head sac+logos+ava1-l14-linearMSE.pth (default: {SHARED_HEAD})")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (float32, the default) or cuda (hpsv2's float16 autocast for HPS beside float32; "
+                             "float32 with TF32 off for the rest, plus clip.load's float16 for the aesthetic score)")
     parser.add_argument("--vbench-scripts", metavar="DIR",
                         help="a copy of VBench's repository scripts/ folder: adds the vbench comparison")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
-    if args.vbench_scripts and "vbench" not in names:
+    names = [n.strip() for n in (args.only or ",".join(COMPARISONS)).split(",") if n.strip()]
+    if args.vbench_scripts and "vbench" not in names and args.only is None:  # an explicit --only decides
         names.append("vbench")
     unknown = [n for n in names if n not in RUNNERS]
     if unknown or not names:
-        print(f"error: --only {args.only!r}: known comparisons are {', '.join(COMPARISONS)}", file=sys.stderr)
+        print(f"error: --only {args.only!r}: known comparisons are {', '.join(RUNNERS)}", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    if device.type not in ("cpu", "cuda") or (device.type == "cuda" and not torch.cuda.is_available()):
+        print(f"error: --device {args.device!r}: cpu, or cuda where a CUDA GPU is visible", file=sys.stderr)
+        return 2
+    if args.aesthetic_head and "aes" in names and not Path(args.aesthetic_head).is_file():
+        print(f"error: --aes-head {args.aesthetic_head}: no such file", file=sys.stderr)
         return 2
     from methods.common.provenance import provenance, write_json_atomic
 
@@ -944,16 +1229,22 @@ def main(argv=None) -> int:
     for name in names:
         print(f"[parity] {name} ...", file=sys.stderr, flush=True)
         try:
-            options = {"aes": {"head": args.aesthetic_head}, "vbench": {"scripts": args.vbench_scripts}}
+            options = {"hps": {"device": args.device}, "aes": {"head": args.aesthetic_head, "device": args.device},
+                       "clip": {"device": args.device}, "fid": {"device": args.device},
+                       "vbench": {"scripts": args.vbench_scripts}}  # float64 arithmetic, device-free
             results[name] = RUNNERS[name](**options.get(name, {}))
         except (ImportError, UserError) as error:  # a missing reference package is recorded, not hidden
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     print(table(results))
+    where = ("CPU" if device.type == "cpu" else
+             "CUDA GPU (hpsv2's float16 autocast for HPS, float32 and TF32 off elsewhere)")
     record = {"what": "metric scorers against the reference implementations, random weights of the real "
-                      "architectures, CPU",
+                      f"architectures, {where}",
               "command": " ".join(["python -m harness.metrics.parity", *(sys.argv[1:] if argv is None else argv)]),
-              "provenance": provenance("cpu", packages=PACKAGES), "results": results}
+              "provenance": provenance(args.device, packages=PACKAGES), "results": results}
     write_json_atomic(args.out, record)
     print(f"wrote {args.out}", file=sys.stderr)
     failed = [n for n, r in results.items() if "error" in r or not r["within_tolerance"]]
