@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [video]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -14,13 +14,18 @@
 #   sd15-strata   the same graphed run with segments=stratified (beside the official structure), then the GPU
 #             tests of that path: tiny-sd15 graphs against eager, and SD-1.5 compiled + graphed against eager
 #   sdxl-offload  full-weight SDXL with FSDP2 and CPU offload on one process, batch 1
-#   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench)
+#   metrics   HPSv2.1 scoring throughput on random ViT-H-14 weights (harness.metrics.hps_bench): hpsv2's amp, fp16 and
+#             bf16 weights in one process, each with its scores' difference from amp (about 1 minute)
+#   metrics-parity  the metric scorers against the reference code on the GPU (harness.metrics.parity --device cuda;
+#             about 2 minutes): the reference packages come as wheels in $PARITY_WHEELS (default .gpu/wheels: open_clip_torch,
+#             hpsv2, clean-fid, ftfy, wcwidth), unpacked onto PYTHONPATH; the aesthetic comparison needs the LAION head at
+#             $AES_HEAD (default .gpu/sac+logos+ava1-l14-linearMSE.pth) and is skipped without it
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, video only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -76,8 +81,24 @@ if want sdxl-offload; then  # full-weight SDXL, FSDP2 with CPU offload, one proc
 fi
 if want metrics; then
   stamp hps-throughput
-  timeout 300 $PY -m harness.metrics.hps_bench --device cuda --n 4096 --batch-size 256 --out $OUT/hps-throughput-h200.json >> $OUT/bench.log 2>&1; echo rc=$?
-  tail -4 $OUT/bench.log
+  timeout 180 $PY -m harness.metrics.hps_bench --device cuda --n 4096 --batch-size 256 --precision amp,fp16,bf16 \
+    --out $OUT/hps-throughput-h200.json >> $OUT/bench.log 2>&1; echo rc=$?
+  $PY -c "
+import json, sys; d = json.load(open(sys.argv[1]))
+for name, r in d['precisions'].items():
+    print(name, {k: round(r[k]) for k in ('image_tower', 'image_tower_with_gpu_preprocessing', 'end_to_end')},
+          'vs amp', r['score_vs_amp'] and round(r['score_vs_amp']['max_abs'], 4), 'vs fp32', round(r['score_vs_fp32']['max_abs'], 4),
+          'score std', round(r['scores']['std'], 2), 'GiB', r['peak_memory_gib'] and round(r['peak_memory_gib'], 1))" $OUT/hps-throughput-h200.json
+fi
+if want metrics-parity; then
+  stamp metrics-parity
+  WHEELS=${PARITY_WHEELS:-.gpu/wheels}; SITE=/tmp/parity-site; mkdir -p $SITE
+  for w in $WHEELS/*.whl; do [ -f "$w" ] && $PY -m zipfile -e "$w" $SITE; done
+  AES_HEAD=${AES_HEAD:-.gpu/sac+logos+ava1-l14-linearMSE.pth}
+  if [ -f "$AES_HEAD" ]; then ONLY=hps,aes,clip,fid; HEAD=(--aes-head "$AES_HEAD"); else ONLY=hps,clip,fid; HEAD=(); echo "no $AES_HEAD: aes skipped"; fi
+  PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} timeout 300 $PY -m harness.metrics.parity --device cuda --only $ONLY "${HEAD[@]}" \
+    --out $OUT/parity-h200.json > $OUT/parity-h200.log 2>&1; echo rc=$?
+  grep -v "^\[parity\]" $OUT/parity-h200.log | tail -16
 fi
 if want video; then  # the random CogVideoX-2b folder (T5-XXL in bf16 included) is built once, about 2 minutes
   stamp video
