@@ -1039,6 +1039,38 @@ def _write_fid_folders(root: Path, n: int, seed: int) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
+@contextlib.contextmanager
+def _sqrtm_with_disp(cleanfid_module):
+    """clean-fid 0.1.35 calls `scipy.linalg.sqrtm(A, disp=False)` and unpacks (root, error estimate); scipy
+    removed `disp` (1.16: sqrtm returns the root alone). Where it is gone, clean-fid's `linalg` is replaced for
+    the call by one whose sqrtm returns what `disp=False` returned: the root and ||root @ root - A||_F / ||A||_F.
+    Yields whether the shim was needed (recorded with the result)."""
+    import inspect
+    import types
+
+    from scipy import linalg
+
+    if "disp" in inspect.signature(linalg.sqrtm).parameters:
+        yield False
+        return
+
+    def sqrtm(matrix, disp=True, **kwargs):
+        root = linalg.sqrtm(matrix, **kwargs)
+        if disp:
+            return root
+        error = np.linalg.norm(root @ root - matrix, "fro") / np.linalg.norm(matrix, "fro")
+        return root, error
+
+    shim = types.SimpleNamespace(**{name: getattr(linalg, name) for name in dir(linalg) if not name.startswith("_")})
+    shim.sqrtm = sqrtm
+    original = cleanfid_module.linalg
+    cleanfid_module.linalg = shim
+    try:
+        yield True
+    finally:
+        cleanfid_module.linalg = original
+
+
 @_device_wrapped
 def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int = 32, seed: int = 0,
                device: str = "cpu") -> dict:
@@ -1066,7 +1098,7 @@ def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int
         network_dir = path.parent
         folder_a, folder_b = _write_fid_folders(tmp / "images", n, seed)
         device = torch.device(device)
-        with _quiet():
+        with _quiet(), _sqrtm_with_disp(cleanfid) as sqrtm_shim:
             network = InceptionV3W(str(network_dir), download=False, resize_inside=False).eval().to(device)
             batches = []  # what compute_fid's get_batch_features receives from the network: folder a, then b
             network.register_forward_hook(lambda module, args, output: batches.append(output.detach().double().cpu()))
@@ -1098,6 +1130,8 @@ def fid_parity(inception: str | Path | None = None, n: int = 64, batch_size: int
         "a symmetric eigh (harness.metrics.frechet), float64 rounding; with N <= 2048 both covariances are singular.",
         {"reference_fid": ref_fid, "our_fid": our_fid, "network": network_note, "batch_size": batch_size,
          "covariance_rank": rank, "fid_scorer_last": last,
+         **({"scipy_sqrtm_shim": "scipy without sqrtm's disp: clean-fid's sqrtm(disp=False) call given the root and "
+                                 "its error estimate by harness.metrics.parity._sqrtm_with_disp"} if sqrtm_shim else {}),
          "not_compared": "the Inception-v3 weights (inception-2015-12-05.pt cannot be downloaded here)",
          **({} if device.type == "cpu" else {"precision": "float32 on the GPU on both sides, TF32 off"})},
         started, device)
@@ -1233,8 +1267,9 @@ def main(argv=None) -> int:
                        "clip": {"device": args.device}, "fid": {"device": args.device},
                        "vbench": {"scripts": args.vbench_scripts}}  # float64 arithmetic, device-free
             results[name] = RUNNERS[name](**options.get(name, {}))
-        except (ImportError, UserError) as error:  # a missing reference package is recorded, not hidden
-            results[name] = {"error": f"{type(error).__name__}: {error}"}
+        except Exception as error:  # a missing reference package, or a reference that fails: recorded, not hidden,
+            results[name] = {"error": f"{type(error).__name__}: {error}"}  # and the other comparisons still run
+            print(f"[parity] {name} failed: {results[name]['error']}", file=sys.stderr, flush=True)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
