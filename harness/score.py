@@ -149,11 +149,12 @@ def score_folder(folder: Path, metrics: list[Metric], weights_root: Path | None 
 
 
 def _options(items: list[str]) -> dict:
-    """['aes.head=/x', 'clip.clip=/y'] -> {'aes': {'head': '/x'}, 'clip': {'clip': '/y'}}."""
+    """['aes.head=/x', 'hps-v2.1.precision=fp16'] -> {'aes': {'head': '/x'}, 'hps-v2.1': {'precision': 'fp16'}}
+    (the key is what follows the last dot: metric names may hold dots, keys do not)."""
     out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
-        metric, dot, name = key.partition(".")
+        metric, dot, name = key.rpartition(".")
         if not sep or not dot:
             raise UserError(f"--option wants METRIC.KEY=VALUE, got {item!r}")
         out.setdefault(metric, {})[name] = value

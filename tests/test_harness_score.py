@@ -129,3 +129,12 @@ def test_every_registered_metric_states_its_scale_direction_and_weights():
     for metric in METRICS.values():
         assert metric.scale and metric.better in ("higher", "lower") and metric.weights
         assert metric.loader.startswith("harness.metrics.")
+
+
+def test_scorer_options_split_at_the_last_dot_so_dotted_metric_names_work():
+    from harness.score import _options
+
+    assert _options(["hps-v2.1.precision=fp16", "aes.head=/x/y.pth"]) == {
+        "hps-v2.1": {"precision": "fp16"}, "aes": {"head": "/x/y.pth"}}
+    with pytest.raises(UserError):
+        _options(["precision=fp16"])
