@@ -51,12 +51,16 @@ for e in prof.key_averages():
     t = getattr(e, "device_time_total", 0)
     if t <= 0 or e.device_type.name != "CUDA":
         continue
+    # Annotations (the profiler's ProfilerStep#N, Optimizer.step#AdamW.step) span kernels counted on their own.
+    if getattr(e, "is_user_annotation", False) or e.key.startswith("ProfilerStep") or "#" in e.key:
+        continue
     n = e.key.lower()
     f = ("attention" if "flash" in n or "fmha" in n or "attention" in n or "efficient" in n else
-         "gemm/matmul" if any(s in n for s in ("gemm", "sm90", "cutlass", "xmma", "matmul", "nvjet")) else
-         "conv" if "conv" in n or "implicit" in n or "cudnn" in n or "dgrad" in n or "wgrad" in n else
-         "norm" if "norm" in n else
          "adam/foreach" if "adam" in n or "foreach" in n or "multi_tensor" in n else
+         "conv" if ("conv" in n or "implicit_gemm" in n or "dgrad" in n or "wgrad" in n or "fprop" in n
+                    or "cudnn" in n) else
+         "gemm/matmul" if any(s in n for s in ("gemm", "sm90", "cutlass", "xmma", "matmul", "nvjet")) else
+         "norm" if "norm" in n else
          "copy/cast" if "copy" in n or "cast" in n else
          "elementwise" if "elementwise" in n or "vectorized" in n or "unrolled" in n or "reduce" in n else "other")
     fam[f] += t; rows.append((t, e.count, e.key[:120]))
