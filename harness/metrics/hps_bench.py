@@ -88,6 +88,7 @@ def measure(device: str, n: int, batch_size: int, size: int, precision: str | li
     from methods.common.worlds import world
 
     from .hps import CONTEXT_LENGTH, HpsScorer, preprocess, vit_h14_config, with_sdpa
+    from .parity import float32_on
 
     precisions = _parse_precisions(precision) if isinstance(precision, str) else list(precision)
     device = torch.device(device)
@@ -122,13 +123,8 @@ def measure(device: str, n: int, batch_size: int, size: int, precision: str | li
             out.append(100 * (img * txt).sum(-1))
         return torch.cat(out).double().cpu()  # one copy to the host, at the end (as HpsScorer.score)
 
-    # float32 reference scores: true float32 matmuls and convolutions (no TF32), on the first reference_n images
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
+    with float32_on(device):  # float32 reference scores (no TF32), on the first reference_n images
         fp32_scores = scores_of(scorer_for("fp32"), reference_n)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     amp_scores = None if "amp" in precisions else scores_of(scorer_for("amp"), n)
 
     def rates(scorer: HpsScorer) -> tuple[float, float, float, torch.Tensor]:
