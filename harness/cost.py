@@ -17,7 +17,7 @@ from .tables import Table
 
 COST_COLUMNS = ["table", "source", "world", "scale", "method", "backbone", "steps", "metric", "value", "n_runs",
                 "note"]
-BENCH = Path(__file__).resolve().parent.parent / "results" / "bench" / "tdm-sd15-h100.json"
+BENCH = Path(__file__).resolve().parent.parent / "results" / "bench" / "tdm-sd15-h200.json"  # the trainer's defaults (eager)
 # Appendix D: iterations and global batch of the SD-1.5 runs, for the projection.
 PAPER_RUNS = {"TDM (4 steps)": (3000, 256), "TDM-unify": (20000, 256)}
 
