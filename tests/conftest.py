@@ -61,4 +61,4 @@ def tiny_cogvideox_world(tmp_path_factory):
 
 
 TINY_COGVIDEOX_BUILD = ["vae_steps=1", "vae_batch=1", "classifier_steps=2", "classifier_batch=2", "bank_size=4",
-                        "teacher_steps=2", "teacher_batch=2", "teacher_warmup=1"]
+                        "teacher_steps=2", "teacher_batch=2", "teacher_warmup=1", "probe_every=1", "probe_size=2"]

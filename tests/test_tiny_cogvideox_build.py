@@ -30,6 +30,8 @@ def test_a_build_writes_a_pipeline_a_classifier_and_its_record(built):
     assert {k: v["steps_done"] for k, v in record["stages"].items() if "steps_done" in v} == \
         {"vae": 1, "classifier": 2, "teacher": 2}
     assert record["config"]["bank_size"] == 4 and record["commit"] and record["device"]
+    gaps = record["stages"]["teacher"]["motion_gap"]  # the EMA teacher before, during and after (probe_every=1)
+    assert [g["step"] for g in gaps] == [0, 1, 2] and all(set(g) == {"step", "t900", "t500"} for g in gaps)
     pipe = CogVideoXPipeline.from_pretrained(str(built / "pipeline"), local_files_only=True)
     assert pipe.vae.config.scaling_factor == pytest.approx(record["stages"]["encode"]["scaling_factor"])
     pipe.set_progress_bar_config(disable=True)

@@ -26,6 +26,7 @@ from methods.common.provenance import provenance
 
 from . import classifier as clf
 from . import dataset, location, models
+from .motion_probe import make_probe, motion_gap
 
 
 # The VAE and transformer are stored in half precision (about 22 MB instead of 44), which diffusers
@@ -54,11 +55,16 @@ class BuildConfig:
                               # build fits a fixed time slot whatever the earlier stages cost
     caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
     ema_decay: float = 0.999
+    probe_every: int = 500  # log the EMA teacher's motion gap (motion_probe.py) every this many steps (0: never)
+    probe_size: int = 512   # clips in that probe
 
     def __post_init__(self):
         check_build_config(self)
         if not self.max_minutes >= 0:
             raise ValueError(f"max_minutes must be 0 or more, got {self.max_minutes}")
+        if self.probe_every < 0 or self.probe_size < 1:
+            raise ValueError(f"probe_every must be 0 or more and probe_size at least 1, got {self.probe_every} "
+                             f"and {self.probe_size}")
 
 
 def _clip_batches(seed: int, batch: int, steps: int, device):
@@ -127,11 +133,14 @@ def v_target(alphas_cumprod: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, 
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0
 
 
-def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started: float | None = None):
+def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started: float | None = None,
+                  probe=None, gaps: list | None = None):
     """v-prediction on the latent bank (CogVideoX-2b's schedule), T5 trained jointly, with EMA.
 
     `init` = (transformer, text_encoder) continues from an earlier build instead of from scratch;
-    `started`: the build's start (time.time()), which `max_minutes` counts from.
+    `started`: the build's start (time.time()), which `max_minutes` counts from. With a `probe`
+    (motion_probe.MotionProbe), the EMA teacher's motion gap is appended to `gaps` before the first
+    step, every `probe_every` steps and after the last.
     """
     latents, ids, _ = bank
     if init is None:
@@ -149,9 +158,17 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started:
     deadlines = [start + 60 * cfg.teacher_max_minutes] if cfg.teacher_max_minutes else []
     if cfg.max_minutes:
         deadlines.append((started or start) + 60 * cfg.max_minutes)
-    for _ in tqdm(range(cfg.teacher_steps), desc="teacher", mininterval=10):
+
+    def log_gap(step: int):
+        if probe is not None and gaps is not None:
+            gaps.append({"step": step, **motion_gap(ema[0], ema[1], probe, alphas_cumprod)})
+
+    log_gap(0)
+    for step in tqdm(range(cfg.teacher_steps), desc="teacher", mininterval=10):
         if deadlines and time.time() > min(deadlines):
             break
+        if step and cfg.probe_every and step % cfg.probe_every == 0:
+            log_gap(step)
         idx = torch.randint(len(latents), (cfg.teacher_batch,), generator=gen, device=device)
         x0, tokens = latents[idx], ids[idx]
         drop = torch.rand(len(idx), generator=gen, device=device) < cfg.caption_dropout
@@ -168,6 +185,8 @@ def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started:
         sched.step()
         ema_update(ema, [transformer, text_encoder], cfg.ema_decay)
         losses.append(loss.detach())  # no .item() here: it would wait for the GPU every step
+    if losses and (not gaps or gaps[-1]["step"] != len(losses)):
+        log_gap(len(losses))
     return ema[0].eval(), ema[1].eval(), torch.stack(losses).tolist() if losses else []
 
 
@@ -191,8 +210,12 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), device: str = "cuda
     bank = encode_bank(cfg, vae.to(device), tokenizer, device,
                        scaling_factor=None if init is None else vae.config.scaling_factor)
     record["stages"]["encode"] = {"seconds": round(time.time() - start, 1), "scaling_factor": bank[2]}
+    probe = make_probe(cfg.seed + 5, cfg.probe_size, vae, tokenizer, bank[2], device) if cfg.probe_every else None
+    gaps: list = []
     transformer, text_encoder = timed(record, "teacher",
-                                      lambda: train_teacher(cfg, bank, tokenizer, device, init, started))
+                                      lambda: train_teacher(cfg, bank, tokenizer, device, init, started, probe, gaps))
+    if probe is not None:
+        record["stages"]["teacher"]["motion_gap"] = gaps
     vae.register_to_config(scaling_factor=bank[2])
     pipe = models.make_pipeline(tokenizer, text_encoder.float().cpu(), vae.cpu().to(SAVE_DTYPE),
                                 transformer.cpu().to(SAVE_DTYPE))
