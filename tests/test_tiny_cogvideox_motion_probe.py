@@ -51,3 +51,23 @@ def test_the_gap_is_zero_only_for_a_teacher_that_ignores_the_words(reads_text):
         assert all(abs(v) > 1e-4 for v in gaps.values()), gaps
     else:
         assert all(v == 0.0 for v in gaps.values()), gaps
+
+
+def test_the_plot_reads_a_builds_gaps_and_counts_the_steps_it_continued(tmp_path, capsys):
+    import json
+
+    from harness.worlds.tiny_cogvideox import motion_probe
+
+    record = {"commit": "abc1234", "stages": {"teacher": {"steps_done": 10, "motion_gap": [
+        {"step": 0, "t900": 0.01, "t500": 0.02}, {"step": 10, "t900": 0.3, "t500": 0.5}]}},
+        "continued_from": {"stages": {"teacher": {"steps_done": 7}}, "continued_from": {
+            "stages": {"teacher": {"steps_done": 5}}}}}
+    (tmp_path / "build.json").write_text(json.dumps(record))
+    assert motion_probe._earlier_teacher_steps(record["continued_from"]) == 12
+    assert motion_probe.main([str(tmp_path / "build.json"), "--out", str(tmp_path / "gap.png")]) == 0
+    assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    del record["stages"]["teacher"]["motion_gap"]
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    assert motion_probe.main([str(tmp_path / "old.json"), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "logged no motion gap" in err and err.count("\n") == 1 and not (tmp_path / "x.png").exists()
