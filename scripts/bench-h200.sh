@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -20,12 +20,15 @@
 #             about 2 minutes): the reference packages come as wheels in $PARITY_WHEELS (default .gpu/wheels: open_clip_torch,
 #             hpsv2, clean-fid, ftfy, wcwidth), unpacked onto PYTHONPATH; the aesthetic comparison needs the LAION head at
 #             $AES_HEAD (default .gpu/sac+logos+ava1-l14-linearMSE.pth) and is skipped without it
+#   table4-world  Table 4 on tiny-cogvideox at full scale, one process per student seed, records in $OUT/table4/
+#             (copy them into results/table4/tiny-cogvideox/, then `python -m harness.reproduce table4 --world
+#             tiny-cogvideox --scale full` on any machine renders paper_tables/table4.* from them)
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -114,6 +117,17 @@ if want large; then
   rm -rf /tmp/pixart
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sdxl']('/tmp/sdxl')" > /dev/null 2>&1
   bench tdm-sdxl-lora-h200 200 --backbone sdxl --pipeline /tmp/sdxl --batch-size 16 --iterations 8 lora_rank=64
+fi
+if want table4-world; then  # Table 4 on tiny-cogvideox: the three student seeds side by side (about 5 minutes)
+  stamp table4-world
+  for S in 0 1 2; do
+    timeout 540 $PY -m harness.reproduce table4 --world tiny-cogvideox --device cuda --scale full --seeds $S \
+      --results-dir /tmp/table4-seed$S --no-progress > $OUT/table4-seed$S.log 2>&1 &
+  done
+  wait
+  mkdir -p $OUT/table4  # each process also sampled the teacher cells; seed 0's are kept
+  cp /tmp/table4-seed*/table4/tiny-cogvideox/4step-*.json /tmp/table4-seed0/table4/tiny-cogvideox/teacher-*.json $OUT/table4/
+  ls $OUT/table4
 fi
 if want cell; then
   stamp table5-cell
