@@ -4,7 +4,8 @@
         [--world DIR] [--steps 1,4,50] [--device cpu]
 
 For each prompt, one row of real frames (a clip drawn for the prompt) and one row per step count
-of the teacher (DDIM on trailing timesteps, CFG 3, the same seed in every row), one column per frame.
+of the teacher (DDIM on trailing timesteps, CFG 3, the same seed in every row), one column per
+frame shown (every other one).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ FILMSTRIP_PROMPTS = (
     "a green diamond moving left on a black background",
 )
 FILMSTRIP_STEPS = (1, 4, 50)
+FRAMES_SHOWN = (0, 2, 4, 6, 8)  # of the clip's 9: enough to see the motion, at half the file size
 
 
 def real_clips(prompts: list[str], seed: int = 0) -> np.ndarray:
@@ -54,15 +56,14 @@ def teacher_filmstrip(world: str | Path, out: str | Path, steps=FILMSTRIP_STEPS,
         spec = SamplerSpec(f"teacher-ddim-{n}", "tiny-cogvideox", str(pipeline), "ddim", n, guidance)
         clips = VideoTeacherSampler(spec, device, pipe=pipe).sample(list(prompts), [seed] * len(prompts))
         rows.append((f"{n} step{'s' * (n > 1)}", clips))
-    frames = rows[0][1].shape[1]
     images, labels = [], []
     for i, prompt in enumerate(prompts):
         for label, clips in rows:
-            images.extend(clips[i])
+            images.extend(clips[i][list(FRAMES_SHOWN)])
             labels.append(f"{prompt} | {label}")
     out = Path(out)
-    save_grid(np.stack(images), out, columns=frames, row_labels=labels,
-              column_labels=[f"frame {k}" for k in range(frames)])
+    save_grid(np.stack(images), out, columns=len(FRAMES_SHOWN), row_labels=labels,
+              column_labels=[f"frame {k}" for k in FRAMES_SHOWN])
     return out
 
 
