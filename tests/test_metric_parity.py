@@ -1,8 +1,8 @@
 """The project's metric scorers against the reference implementations, on CPU, with seeded random weights
-of the real architectures (harness/metrics/parity.py runs each comparison; this asserts it).
+of the real architectures (harness/metrics/parity/ runs each comparison; this asserts it).
 
 Each comparison claims absolute tolerances for its pixels, features and scores; they are set in
-harness/metrics/parity.py (HPS_TOLERANCE, AES_TOLERANCE, CLIP_TOLERANCE, FID_TOLERANCE) from what was
+harness/metrics/parity/tolerances.py (HPS_TOLERANCE, AES_TOLERANCE, CLIP_TOLERANCE, FID_TOLERANCE) from what was
 measured, with the measurement and the reason beside each. Summary (2-core CPU, torch 2.14.1, float32):
 
 - HPS v2.1 vs hpsv2 1.2.0 (ViT-H-14): pixels bitwise, features 7.5e-8, scores 2.0e-6 -> 1e-5 / 1e-4.
@@ -150,7 +150,7 @@ assert not [n for n in sys.modules if n.split(".")[0] in ("turtle", "clint")], "
 print(note)
 """
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
-                          cwd=Path(parity.__file__).resolve().parents[2])
+                          cwd=parity.REPOSITORY)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "empty stand-ins for hpsv2's unused imports of turtle, clint" in done.stdout
 

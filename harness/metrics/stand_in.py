@@ -1,6 +1,6 @@
 """A stand-in for clean-fid's TorchScript Inception (`inception-2015-12-05.pt`): the same call
 interface with a few random layers. The real file cannot be downloaded here; tests and the parity
-check (harness/metrics/parity.py) compare everything around the network with it: resize,
+check (harness/metrics/parity/) compare everything around the network with it: resize,
 batching, statistics and the Frechet distance."""
 from __future__ import annotations
 
