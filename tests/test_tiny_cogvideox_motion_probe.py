@@ -5,7 +5,7 @@ import torch
 
 from harness.worlds.tiny_cogvideox import grammar as g
 from harness.worlds.tiny_cogvideox import models
-from harness.worlds.tiny_cogvideox.build import token_ids
+from harness.worlds.tiny_cogvideox.models import token_ids
 from harness.worlds.tiny_cogvideox.motion_probe import LEVELS, MotionProbe, motion_gap, wrong_caption
 
 

@@ -26,6 +26,7 @@ from methods.common.provenance import provenance
 
 from . import classifier as clf
 from . import dataset, location, models
+from .models import token_ids, v_target
 from .motion_probe import make_probe, motion_gap
 
 
@@ -105,12 +106,6 @@ def train_classifier(cfg: BuildConfig, device) -> tuple[clf.ClipClassifier, list
     return fit(model, cfg.classifier_lr, tqdm(batches, total=cfg.classifier_steps, desc="classifier"), loss_of, device)
 
 
-def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
-    """Token ids as CogVideoXPipeline makes them (padded to max_sequence_length = TEXT_LENGTH, no mask)."""
-    return tokenizer(captions, padding="max_length", max_length=models.TEXT_LENGTH, truncation=True,
-                     add_special_tokens=True, return_tensors="pt").input_ids
-
-
 @torch.no_grad()
 def encode_bank(cfg: BuildConfig, vae, tokenizer, device, scaling_factor: float | None = None, chunk: int = 512):
     """Latents (n, F', C, h, w), scaled as the pipeline expects them, and token ids of `bank_size`
@@ -124,13 +119,6 @@ def encode_bank(cfg: BuildConfig, vae, tokenizer, device, scaling_factor: float 
     latents = torch.cat(latents)
     scaling_factor = scaling_factor or float(1.0 / latents.std())  # CogVideoX-2b's 1.15258426 was chosen so
     return latents * scaling_factor, token_ids(tokenizer, [s.caption for s in samples]).to(device), scaling_factor
-
-
-def v_target(alphas_cumprod: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor):
-    """(x_t, v) for x0 and noise at timesteps t: x_t = sqrt(a) x0 + sqrt(1 - a) eps,
-    v = sqrt(a) eps - sqrt(1 - a) x0 (diffusers' get_velocity)."""
-    a = alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0
 
 
 def train_teacher(cfg: BuildConfig, bank, tokenizer, device, init=None, started: float | None = None,

@@ -1,4 +1,5 @@
-"""Configurations of the tiny-cogvideox models: CogVideoX-2B's classes, only small.
+"""Configurations of the tiny-cogvideox models: CogVideoX-2B's classes, only small; and how the teacher
+sees its data (`token_ids`, as the pipeline tokenizes) and what it learns (`v_target`).
 
 `CogVideoXPipeline` with a `CogVideoXTransformer3DModel` (3D sin-cos positions, as the 2B),
 an `AutoencoderKLCogVideoX` (4 blocks: 8x spatial and 4x temporal compression, as the real one),
@@ -8,6 +9,8 @@ latent of (F, C, H, W) = (3, 8, 8, 8); the transformer sees 2 x 2 patches, 48 vi
 beside TEXT_LENGTH text tokens. Swapping the folder for CogVideoX-2B changes sizes, never code paths.
 """
 from __future__ import annotations
+
+import torch
 
 from methods.common.random_pipelines import COGVIDEOX_SCHEDULER, COGVIDEOX_TRANSFORMER, COGVIDEOX_VAE, T5_XXL
 
@@ -32,6 +35,12 @@ def make_tokenizer():
     from methods.common.random_pipelines import small_t5_tokenizer
 
     return small_t5_tokenizer(g.vocabulary_words(), model_max_length=TEXT_LENGTH)
+
+
+def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids as CogVideoXPipeline makes them (padded to max_sequence_length = TEXT_LENGTH, no mask)."""
+    return tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True,
+                     add_special_tokens=True, return_tensors="pt").input_ids
 
 
 def make_text_encoder(tokenizer):
@@ -66,3 +75,10 @@ def make_pipeline(tokenizer=None, text_encoder=None, vae=None, transformer=None)
     return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder or make_text_encoder(tokenizer),
                              vae=vae or make_vae(), transformer=transformer or make_transformer(),
                              scheduler=make_scheduler())
+
+
+def v_target(alphas_cumprod: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor):
+    """(x_t, v) for x0 and noise at timesteps t: x_t = sqrt(a) x0 + sqrt(1 - a) eps,
+    v = sqrt(a) eps - sqrt(1 - a) x0 (diffusers' get_velocity)."""
+    a = alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0

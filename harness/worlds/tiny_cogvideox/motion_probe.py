@@ -24,6 +24,7 @@ from methods.common.errors import UserError
 
 from . import dataset
 from . import grammar as g
+from .models import token_ids, v_target
 
 # The wrong motion of each: the opposite direction; a standing object is said to move left.
 WRONG_MOTION = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "left"}
@@ -48,8 +49,6 @@ def wrong_caption(clip: g.Clip) -> str:
 @torch.no_grad()
 def make_probe(seed: int, n: int, vae, tokenizer, scaling_factor: float, device) -> MotionProbe:
     """n training-split clips (a seed of their own, not the bank's), encoded once (the posterior's mode)."""
-    from .build import token_ids
-
     clips = [s.clip for s in dataset.sample_clips(seed, n)]
     frames = dataset.render(clips, seed=seed, device=device)
     with autocast(device):
@@ -63,8 +62,6 @@ def make_probe(seed: int, n: int, vae, tokenizer, scaling_factor: float, device)
 @torch.no_grad()
 def motion_gap(transformer, text_encoder, probe: MotionProbe, alphas_cumprod: torch.Tensor) -> dict[str, float]:
     """Relative loss gap (wrong - true) / true of v-prediction at each of the probe's levels, keyed "t<level>"."""
-    from .build import v_target
-
     device = probe.latents.device
     gaps = {}
     for level in probe.levels:
