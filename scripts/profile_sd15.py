@@ -4,9 +4,16 @@ then GPU time by kernel family and the top kernels (torch.profiler, iterations 6
     python -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')"
     printf 'a photo of a cat\na red car\n' > /tmp/prompts.txt
     python scripts/profile_sd15.py LABEL [key=value ...]     # e.g. LABEL=eager, or cl channels_last=true
+    python scripts/profile_sd15.py graphed compile=true compile_scope=blocks channels_last=true \
+        segments=stratified execution=cuda_graph                 # the fastest path, as replayed
 
 Phase times are event to event on the GPU's stream, so they include idle gaps; the kernel families
 are matched on kernel names (cuDNN's layout transposes fall under "conv").
+
+With execution=cuda_graph the iterations from the third on are replays of one captured graph: there
+are no phases to time inside it, so only the synchronised wall per iteration and the kernels of
+two replays (iterations 6-7) are printed, with the GPU's busy share of their wall time. (CUPTI
+reports the kernels a replayed graph runs; not yet run on a GPU.)
 """
 import sys, collections, time, torch
 from torch.profiler import profile, ProfilerActivity, schedule
@@ -15,8 +22,9 @@ import methods.tdm.trainer as TR
 from methods.tdm.presets import resolve
 
 overrides = sys.argv[2:]
-if "execution=cuda_graph" in overrides:  # replays never call train_step: nothing here would see them
-    sys.exit("profile_sd15.py profiles eager iterations (compiled or not); execution=cuda_graph is not supported")
+# Replays never call train_step: under CUDA graphs iterations are counted where CapturedIterations is
+# called, and phases are not timed (events cannot be recorded into a graph being captured).
+graphed = "execution=cuda_graph" in overrides
 cfg = resolve("sd15", ["teacher=/tmp/sd15", "prompts=/tmp/prompts.txt", "iterations=8", "export=false",
                        "checkpoint_every=0", "tracker=none", "log_every=1", "output_dir=/tmp/prof", "batch_size=16", *overrides])
 it = {"n": 0}
@@ -28,10 +36,13 @@ def timed(name, fn):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record(); out = fn(*a, **k); e.record(); pending.append((name, s, e)); return out
     return wrapper
-for name in ("rollout_segments", "segment_sample", "fake_score_step", "generator_step", "_backward", "_step"):
+for name in () if graphed else ("rollout_segments", "segment_sample", "fake_score_step", "generator_step",
+                                 "_backward", "_step"):
     setattr(TR, name, timed(name, getattr(TR, name)))
 prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=schedule(wait=6, warmup=0, active=2))
-real = TR.train_step; walls = []
+import methods.tdm.graphs as G
+owner, attr = (G.CapturedIterations, "__call__") if graphed else (T, "train_step")
+real = getattr(owner, attr); walls = []
 def wrapped(*a, **k):
     torch.cuda.synchronize(); t0 = time.perf_counter()
     out = real(*a, **k)
@@ -39,13 +50,14 @@ def wrapped(*a, **k):
     for name, s, e in pending:
         phases[name] += s.elapsed_time(e) / 3
     pending.clear(); it["n"] += 1; prof.step(); return out
-T.train_step = wrapped
+setattr(owner, attr, wrapped)
 with prof:
     T.train(cfg, "cuda", show_progress=False)
 print(f"({sys.argv[1]}) wall per iteration, synchronised: " + " ".join(f"{w*1e3:.0f}" for w in walls) + " ms")
-print(f"GPU time per phase, mean of iterations 2-4 (sum {sum(phases.values()):.0f} ms):")
-for name, ms in phases.items():
-    print(f"  {name:18s} {ms:8.1f} ms")
+if not graphed:
+    print(f"GPU time per phase, mean of iterations 2-4 (sum {sum(phases.values()):.0f} ms):")
+    for name, ms in phases.items():
+        print(f"  {name:18s} {ms:8.1f} ms")
 fam = collections.Counter(); rows = []
 for e in prof.key_averages():
     t = getattr(e, "device_time_total", 0)
@@ -65,7 +77,8 @@ for e in prof.key_averages():
          "elementwise" if "elementwise" in n or "vectorized" in n or "unrolled" in n or "reduce" in n else "other")
     fam[f] += t; rows.append((t, e.count, e.key[:120]))
 total = sum(fam.values())
-print(f"GPU kernel time over 2 profiled iterations: {total/1e3:.1f} ms")
+print(f"GPU kernel time over 2 profiled iterations: {total/1e3:.1f} ms"
+      f" ({100 * total / 1e3 / (1e3 * sum(walls[6:8])):.0f} % of their synchronised wall time)")
 for f, t in fam.most_common():
     print(f"  {f:12s} {t/1e3:9.1f} ms  {100*t/total:5.1f} %")
 for t, c, k in sorted(rows, reverse=True)[:45]:
