@@ -84,12 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="coverage prompts x clips per prompt")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    world = Path(args.world) if args.world else location.root()
     try:
-        missing = location.missing(world)
-        if missing:
-            raise ValueError(f"{world} is not a tiny-cogvideox build: {', '.join(missing)} missing "
-                             "(python -m harness.worlds.tiny_cogvideox.build --out ... makes one)")
+        world = location.build_folder(args.world)
         steps = [] if args.steps == "none" else [int(s) for s in args.steps.split(",")]
         if steps and (min(steps) < 1 or len(set(steps)) != len(steps)):
             raise ValueError(f"--steps must be distinct positive integers, got {args.steps!r}")

@@ -88,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --steps must be positive integers separated by commas, got {args.steps!r}", file=sys.stderr)
         return 2
     try:
-        world = Path(args.world) if args.world else location.require()
-        lacking = location.missing(world)
-        if lacking:
-            raise UserError(f"{world} is not a tiny-cogvideox build: {', '.join(lacking)} missing")
-        print(teacher_filmstrip(world, args.out, steps, device=args.device))
+        print(teacher_filmstrip(location.build_folder(args.world), args.out, steps, device=args.device))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

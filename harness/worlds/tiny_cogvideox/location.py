@@ -45,6 +45,17 @@ def require() -> Path:
     return folder
 
 
+def build_folder(given: str | Path | None = None) -> Path:
+    """`given` (a command's --world), or root() when None, once it holds a whole build; else a UserError
+    naming the folder and what it lacks."""
+    folder = root() if given is None else Path(given)
+    lacking = missing(folder)
+    if lacking:
+        raise UserError(f"{folder} is not a tiny-cogvideox build: {', '.join(lacking)} missing "
+                        "(python -m harness.worlds.tiny_cogvideox.build --out ... makes one)")
+    return folder
+
+
 def pipeline() -> Path:
     """The teacher's CogVideoXPipeline folder."""
     return require() / "pipeline"
