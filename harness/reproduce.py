@@ -314,7 +314,7 @@ def _print_columns(lines: list[list[str]], indent: str = "  ") -> None:
 
 
 def _table4_real(tables: list[Table], args) -> None:
-    """Table 4 at real size (harness/table4_real.py): CogVideoX-2B, the released TDM LoRA and this
+    """Table 4 at real size (harness/table4_real/): CogVideoX-2B, the released TDM LoRA and this
     project's student on VBench's prompts, scored by VBench in its own environment. Its videos and
     per-cell records go to --out (default runs/table4-real); the records are also copied to
     <results-dir>/table4/real/."""

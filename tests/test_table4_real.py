@@ -1,4 +1,4 @@
-"""Table 4 at real size (harness/table4_real.py), on CPU with tiny random pipelines of the real classes.
+"""Table 4 at real size (harness/table4_real/), on CPU with tiny random pipelines of the real classes.
 
 The weights folder holds a tiny CogVideoXPipeline at THUDM/CogVideoX-2b (9 frames of 16 x 16 pixels),
 a random LoRA at Luo-Yihong/TDM_CogVideoX-2B_LoRA, and a student export (the pipeline with a
@@ -132,9 +132,9 @@ def fake_mp4(monkeypatch, tmp_path):
         path.write_text(json.dumps(list(frames.shape)))
         written.append((path.name, frames.shape))
 
-    monkeypatch.setattr(t4, "write_mp4", write)
-    monkeypatch.setattr(t4, "video_backend", lambda: "fake")
-    monkeypatch.setattr(t4, "provenance", lambda device: {"commit": "test"})
+    monkeypatch.setattr(t4.running, "write_mp4", write)
+    monkeypatch.setattr(t4.running, "video_backend", lambda: "fake")
+    monkeypatch.setattr(t4.running, "provenance", lambda device: {"commit": "test"})
     monkeypatch.setattr(driver, "provenance", lambda device: {"commit": "test"})
     monkeypatch.setenv("VBENCH_CACHE_DIR", str(tmp_path / "vbench-cache"))
     return written
@@ -304,7 +304,7 @@ def test_what_is_missing_is_one_line_exit_2_and_nothing_is_written(what, world, 
     elif what == "vbench env":
         extra = ["--vbench-env", str(tmp_path / "no-env")]
     elif what == "mp4 writer":
-        monkeypatch.setattr(t4, "video_backend", lambda: None)
+        monkeypatch.setattr(t4.running, "video_backend", lambda: None)
     elif what == "student":
         extra = ["--student", str(tmp_path / "no-run")]
     elif what == "detectron2":
