@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world] [sd15-profile]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -23,12 +23,15 @@
 #   table4-world  Table 4 on tiny-cogvideox at full scale, one process per student seed, records in $OUT/table4/
 #             (copy them into results/table4/tiny-cogvideox/, then `python -m harness.reproduce table4 --world
 #             tiny-cogvideox --scale full` on any machine renders paper_tables/table4.* from them)
+#   sd15-profile  where the fastest SD-1.5 path's time goes, as replayed (scripts/profile_sd15.py with CUDA graphs:
+#             the wall per iteration, the kernels of two replays by family, the GPU's busy share; about 6.5
+#             minutes, mostly compilation); to $OUT/sd15-profile-graphed.txt
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -117,6 +120,14 @@ if want large; then
   rm -rf /tmp/pixart
   $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sdxl']('/tmp/sdxl')" > /dev/null 2>&1
   bench tdm-sdxl-lora-h200 200 --backbone sdxl --pipeline /tmp/sdxl --batch-size 16 --iterations 8 lora_rank=64
+fi
+if want sd15-profile; then
+  [ -d /tmp/sd15 ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
+  printf 'a photo of a cat\na red car\n' > /tmp/prompts.txt
+  stamp sd15-profile
+  timeout 540 $PY scripts/profile_sd15.py graphed compile=true compile_scope=blocks channels_last=true \
+    segments=stratified execution=cuda_graph > $OUT/sd15-profile-graphed.txt 2>&1; echo rc=$?
+  tail -40 $OUT/sd15-profile-graphed.txt
 fi
 if want table4-world; then  # Table 4 on tiny-cogvideox: the three student seeds side by side (about 5 minutes)
   stamp table4-world
