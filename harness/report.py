@@ -6,7 +6,9 @@ recipe cells (Tables 1-2) shows each row's backbone, recipe and NFE, says how th
 sampled and scored (on tiny-sd15: the world's metrics, plumbing only), and lists the rows that
 need training before they can run. Teacher cells (Table 4) have no training seed; the caption says
 how the teacher was sampled. A metric a cell could not measure (None, e.g. motion_accuracy when no
-object with a named motion was found) is left out of that cell's mean.
+object with a named motion was found) is left out of that cell's mean. A row whose records were
+made under another configuration than this checkout's (`stale`, set by harness.reproduce) is
+labelled "(stale)" in every view, and the caption says how to re-make it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from .tables import Row, Table
 
 CSV_COLUMNS = ["table", "world", "scale", "row", "variant", "steps", "solver", "metric", "better", "ours_mean",
                "ours_std", "n_seeds", "seeds", "iterations", "batch_size", "n_samples", "paper_metric",
-               "paper_value", "paper_value_certain"]
+               "paper_value", "paper_value_certain", "stale_seeds"]
 RECIPE_COLUMNS = ["backbone", "recipe", "nfe", "resized_for_world"]
 
 
@@ -60,6 +62,8 @@ def long_rows(table: Table, records: list[dict]) -> list[dict]:
                     "n_samples": recs[0]["n_samples"], "paper_metric": paper_metric if paper else None,
                     "paper_value": float(paper["value"]) if paper.get("value") else None,
                     "paper_value_certain": paper.get("certain") == "true" if paper else None,
+                    "stale_seeds": sum(bool(r.get("stale")) for r in recs
+                                       if r["metrics"].get(metric) is not None),
                     **_recipe_columns(row, recs[0]),
                 })
     return out
@@ -119,12 +123,17 @@ def ranking_agreement(rows: list[dict], across_steps: bool = False) -> list[dict
     return out
 
 
+def _label(row: dict) -> str:
+    """The row's label as shown: "(stale)" after it when some of its records are."""
+    return row["row"] + (" (stale)" if row.get("stale_seeds") else "")
+
+
 def _name(row: dict) -> str:
     if row.get("recipe"):
-        return f"{row['row']} ({row['backbone']})"
+        return f"{_label(row)} ({row['backbone']})"
     if row.get("kind") == "teacher":
-        return row["row"]
-    return row["row"] if row["solver"] == "dpmpp" or "test" in row["row"] else f"{row['row']} [{row['solver']}]"
+        return _label(row)
+    return _label(row) if row["solver"] == "dpmpp" or "test" in row["row"] else f"{_label(row)} [{row['solver']}]"
 
 
 def _fmt(mean, std) -> str:
@@ -148,8 +157,8 @@ def _labels(table: Table, row: dict) -> list[str]:
     if table.has_recipes:
         sampler = row["recipe"] or f"{row['variant']} ({row['solver']})"
         nfe = "-" if row["nfe"] is None else str(row["nfe"])
-        return [row["row"], row["backbone"], str(row["steps"]), sampler, nfe]
-    return [row["row"], str(row["steps"]), row["solver"]]
+        return [_label(row), row["backbone"], str(row["steps"]), sampler, nfe]
+    return [_label(row), str(row["steps"]), row["solver"]]
 
 
 def _line_key(row: dict) -> tuple:
@@ -206,6 +215,13 @@ def _caption(table: Table, part: list[dict], world: str, scale: str) -> str:
         note = first.get("metrics_note") or ""
         text.append(f"published checkpoints {first['sampling_note']}, one result per cell (no training seed)."
                     + (f" {note[0].upper() + note[1:]}." if note else ""))
+    stale = [r for r in part if r.get("stale_seeds")]
+    if stale:
+        n = len(dict.fromkeys(map(_line_key, stale)))
+        text.append(f"The {n} {'row' if n == 1 else 'rows'} marked (stale) {'was' if n == 1 else 'were'} made "
+                    "under another configuration than this checkout's (their fingerprints differ: the world's "
+                    "teacher, the preset or the evaluation changed since); `python -m harness.reproduce "
+                    f"{table.id} --world {world} --scale {scale}` re-makes {'it' if n == 1 else 'them'}.")
     return " ".join(text + [f"Paper: {table.paper_label}."])
 
 
@@ -314,9 +330,10 @@ def plot(table: Table, rows: list[dict], path: Path) -> None:
 def _draw(ax, table: Table, sel: list[dict], paper: bool) -> None:
     value = (lambda r: r["paper_value"]) if paper else (lambda r: r["ours_mean"])
     if table.plot == "steps":
-        for i, label in enumerate(dict.fromkeys(r["row"] for r in sel)):  # same colour per row in every panel
-            pts = sorted((r["steps"], value(r), r["ours_std"]) for r in sel if r["row"] == label
+        for i, row in enumerate(dict.fromkeys(r["row"] for r in sel)):  # same colour per row in every panel
+            pts = sorted((r["steps"], value(r), r["ours_std"]) for r in sel if r["row"] == row
                          and value(r) is not None)
+            label = row + (" (stale)" if any(r.get("stale_seeds") for r in sel if r["row"] == row) else "")
             if pts:
                 xs, ys = [p[0] for p in pts], [p[1] for p in pts]
                 errs = None if paper or pts[0][2] is None else [p[2] or 0 for p in pts]
@@ -329,7 +346,7 @@ def _draw(ax, table: Table, sel: list[dict], paper: bool) -> None:
         if paper:
             ax.legend(fontsize=6)
         return
-    labels = [_name(r) if r.get("recipe") else f"{r['row']}" for r in sel]
+    labels = [_name(r) if r.get("recipe") else _label(r) for r in sel]
     ys = [value(r) if value(r) is not None else np.nan for r in sel]
     errs = None if paper else [r["ours_std"] or 0 for r in sel]
     ax.bar(range(len(sel)), ys, yerr=errs, capsize=3, color="tab:gray" if paper else "tab:blue")

@@ -7,14 +7,16 @@
     python -m harness.reproduce table3                   # training cost of the runs above
     python -m harness.reproduce table4 --world tiny-cogvideox --device cuda   # the video world (Table 4)
     python -m harness.reproduce table5 --dry-run         # the cells, seeds and training runs, then exit
+    python -m harness.reproduce table4 --report-only     # the tables from the records there, computing nothing
     python -m harness.reproduce table1 --dry-run         # every recipe cell and the files it still needs
     python -m harness.reproduce table1 table2 --weights-root weights   # the recipe cells whose weights are there
 
 Each grid cell (train a preset -> sample through the sampler interface -> evaluate) writes
 results/<table>/<world>/<cell>-seed<s>.json; finished cells are kept unless --force, and a
 killed run picks up where it stopped. The tables go to paper_tables/<table>.{csv,md,tex,png}
-(or <results-dir>/paper_tables/ for another results folder). User mistakes end in one line
-on stderr and exit code 2.
+(or <results-dir>/paper_tables/ for another results folder). A record this checkout would make
+under another fingerprint (the world's teacher, the preset or the evaluation changed since) is
+shown marked "(stale)", never as current. User mistakes end in one line on stderr and exit code 2.
 
 Tables 1 and 2 are grids of recipe cells (published checkpoints, baselines/recipes.py): nothing
 is trained, one result per cell. They run on the tiny-sd15 world's metrics for now (sampled at
@@ -103,8 +105,22 @@ def load_records(results_dir: Path, table_ids) -> list[dict]:
     return records
 
 
-def write_grid_report(table: Table, results_dir: Path, out_dir: Path) -> str:
-    rows = report.long_rows(table, load_records(results_dir, [table.id]))
+def mark_stale(table: Table, records: list[dict], runner: Runner) -> list[dict]:
+    """The records, each with `stale`: True where this checkout would make its cell under another
+    fingerprint (the world's teacher, the preset, the scale or the evaluation changed since it was
+    made, or the table no longer has the cell), so that a table never shows old numbers as current."""
+    cells = {cell.key: cell for cell in table.cells()}
+    marked = []
+    for record in records:
+        cell, scale = cells.get(record["cell_key"]), SCALES.get(record["scale"])
+        stale = cell is None or scale is None or record.get("fingerprint") != runner.fingerprint(
+            Job(table, cell, record["seed"], record["world"], scale))
+        marked.append({**record, "stale": stale})
+    return marked
+
+
+def write_grid_report(table: Table, results_dir: Path, out_dir: Path, runner: Runner) -> str:
+    rows = report.long_rows(table, mark_stale(table, load_records(results_dir, [table.id]), runner))
     if not rows:
         return f"{table.id}: no results in {results_dir / table.id} yet"
     agreement = report.ranking_agreement(rows, across_steps=table.across_steps)
@@ -219,6 +235,8 @@ def reproduce(args) -> None:
         _print_teacher_plan(jobs, runner)
         _print_recipe_plans(tables, jobs, runner, world, scale)
         return
+    if args.report_only:  # the tables from the records the results folder holds; nothing is computed
+        jobs = []
     jobs = _runnable(jobs, runner)
     _writable(results_dir)
     if jobs:
@@ -228,8 +246,8 @@ def reproduce(args) -> None:
         runner.run(jobs)
     _writable(out_dir)
     for table in tables:
-        writer = write_cost_report if table.kind == "cost" else write_grid_report
-        print(writer(table, results_dir, out_dir))
+        print(write_cost_report(table, results_dir, out_dir) if table.kind == "cost"
+              else write_grid_report(table, results_dir, out_dir, runner))
         print(f"wrote {out_dir / table.id}.*")
 
 
@@ -362,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="table4 --world real: VBench's own environment (scripts/vbench_env.sh; default .vbench-env)")
     parser.add_argument("--force", action="store_true", help="recompute finished cells and retrain their runs")
     parser.add_argument("--dry-run", action="store_true", help="print the cells and training runs, then exit")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only write the tables from the records in --results-dir (records made under another "
+                             "configuration than this checkout's are marked stale); compute nothing")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:

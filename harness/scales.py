@@ -39,7 +39,7 @@ SCALES = {s.name: s for s in [
     Scale("reduced",
           train={"tiny-sd15": dict(iterations=80, batch_size=32, lr_student=2e-5, lr_fake=8e-4, checkpoint_every=20),
                  "gmm": dict(iterations=400, checkpoint_every=100),
-                 # about 5 minutes for Table 4 on a 2-core CPU, most of it the 3D VAE decoding 48 clips per cell
+                 # about 3 minutes for Table 4 on a 2-core CPU (3 min 14 s on 2026-12-04)
                  "tiny-cogvideox": dict(iterations=40, batch_size=16, lr_student=5e-5, lr_fake=5e-4,
                                         checkpoint_every=20)},
           eval={"tiny-sd15": dict(n_prompts=128, coverage_prompts=8, coverage_samples=8),

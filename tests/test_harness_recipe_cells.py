@@ -205,10 +205,11 @@ def test_the_report_puts_the_published_numbers_beside_ours(results):
     for suffix in (".csv", ".md", ".tex", ".png", "-ranking.json"):
         assert (tables / f"table1{suffix}").stat().st_size > 0 and (tables / f"table2{suffix}").stat().st_size > 0
     csv = (tables / "table1.csv").read_text().splitlines()
-    assert csv[0].endswith(",paper_metric,paper_value,paper_value_certain,backbone,recipe,nfe,resized_for_world")
+    assert csv[0].endswith(",paper_metric,paper_value,paper_value_certain,stale_seeds,backbone,recipe,nfe,"
+                          "resized_for_world")
     assert "table1,tiny-sd15,smoke,TCD,tcd-sd15,4,TCDScheduler,fd_teacher,lower," in "\n".join(csv)
-    assert any(line.endswith(",hps_average,22.24,True,SD-v1.5,tcd-sd15,4,64") for line in csv)
-    assert any(line.endswith(",hps_average,26.95,True,SD-v1.5 (Realistic),tcd-sd15@realistic-vision,4,64")
+    assert any(line.endswith(",hps_average,22.24,True,0,SD-v1.5,tcd-sd15,4,64") for line in csv)
+    assert any(line.endswith(",hps_average,26.95,True,0,SD-v1.5 (Realistic),tcd-sd15@realistic-vision,4,64")
                for line in (tables / "table2.csv").read_text().splitlines())
     md = (tables / "table1.md").read_text()
     assert "| row | backbone | steps | sampler | NFE | paper HPSv2.1 | fd_teacher (↓) |" in md

@@ -58,6 +58,29 @@ def test_finished_cells_are_not_recomputed(table7, capsys):
     assert shared["metrics"] == cells(table7)["4step-4step-dpmpp-seed0.json"]["metrics"]
 
 
+def test_a_record_made_under_another_configuration_is_shown_stale_and_report_only_computes_nothing(table7, tmp_path):
+    import csv
+    import shutil
+
+    results = tmp_path / "r"
+    shutil.copytree(table7 / "table7", results / "table7")
+    stale = results / "table7" / "gmm-smoke" / "4step-clean-4step-dpmpp-seed0.json"
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "fingerprint": "made-on-another-teacher"}))
+    (results / "table7" / "gmm-smoke" / "4step-4step-dpmpp-seed0.json").unlink()
+    assert run("table7", *GMM_SMOKE, "--results-dir", str(results), "--report-only") == 0
+    assert sorted(p.name for p in (results / "table7" / "gmm-smoke").iterdir()) == [stale.name]  # nothing computed
+    assert not (results / "runs").exists()
+    rows = list(csv.DictReader((results / "paper_tables" / "table7.csv").open()))
+    assert rows and {r["stale_seeds"] for r in rows} == {"1"}
+    md = (results / "paper_tables" / "table7.md").read_text()
+    assert "(stale) [dpmpp]" in md or "(stale) |" in md
+    assert "The 1 row marked (stale) was made under another configuration" in md
+    assert "python -m harness.reproduce table7 --world gmm --scale smoke` re-makes it" in md
+    # The table's current records are not marked.
+    assert run("table7", *GMM_SMOKE, "--results-dir", str(table7), "--report-only") == 0
+    assert "(stale)" not in (table7 / "paper_tables" / "table7.md").read_text()
+
+
 class Killed(Exception):
     """Stands for SIGKILL partway through a training run."""
 
