@@ -60,6 +60,31 @@ def test_the_speed_table_row_is_its_records(row):
         assert printed(ratio.removesuffix("x"), part.get("speedup_vs_official")), (ratio, part.get("speedup_vs_official"))
 
 
+def test_the_bench_folders_table_rows_are_their_records():
+    """results/bench/README.md's table: a file per row, or "same file, `compared`" for a run beside it."""
+    text = (ROOT / "results" / "bench" / "README.md").read_text(encoding="utf-8").splitlines()
+    start = text.index("| file | setting | s / iteration | ms / sample-iteration | peak GiB | TFLOP/s | vs official |")
+    data, checked = None, 0
+    for line in text[start + 2:]:
+        if not line.startswith("|"):
+            break
+        file, _, seconds, ms, peak, tflops, ratio = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        section = re.fullmatch(r"same file, `(\w+)`", file)
+        if section is None:
+            data = part = json.loads((ROOT / "results" / "bench" / re.match(r"`([^`]+)`", file)[1]).read_text())
+        else:
+            part = data[section[1]]
+        for text_value, key in ((seconds, "seconds_per_iteration"), (ms, "ms_per_sample_iteration"),
+                                (peak, "peak_memory_gib"), (tflops, "achieved_tflops")):
+            assert printed(text_value, part[key]), (file, key, text_value, part[key])
+        if section and section[1] == "official_layout":
+            assert ratio == "1", (file, ratio)
+        else:
+            assert printed(ratio.removesuffix("x"), part.get("speedup_vs_official")), (file, ratio)
+        checked += 1
+    assert checked == 16
+
+
 def test_every_speed_record_named_in_the_readme_is_committed_and_clean():
     for name in {row[-1].partition(" (")[0] for row in speed_rows()}:
         commit = json.loads((ROOT / "results" / "bench" / f"{name}.json").read_text())["provenance"]["commit"]
