@@ -28,3 +28,11 @@ def test_every_result_names_a_clean_commit_a_date_and_a_device():
     assert seen > 200  # the grids' cells, sweeps, benches and metric records
     assert dirty == TO_REMAKE, f"made from uncommitted code: {sorted(dirty - TO_REMAKE)}; re-made since: " \
                                f"{sorted(TO_REMAKE - dirty)} (drop them from TO_REMAKE)"
+
+
+def test_the_video_worlds_teacher_table_is_of_the_shipped_build():
+    """results/world/tiny-cogvideox/teacher.json scores the build in harness/worlds/tiny_cogvideox/assets: a
+    rebuilt teacher needs its table re-made (python -m harness.worlds.tiny_cogvideox.evaluate)."""
+    table = json.loads((ROOT / "results" / "world" / "tiny-cogvideox" / "teacher.json").read_text())
+    build = json.loads((ROOT / "harness" / "worlds" / "tiny_cogvideox" / "assets" / "build.json").read_text())
+    assert table["build"] == build["commit"]
