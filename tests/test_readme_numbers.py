@@ -117,3 +117,30 @@ def test_the_readme_quotes_table5_on_tiny_sd15_as_rendered():
     assert len(captions) == 1 and len(quoted) == 18
     missing = [line for line in quoted if line not in rendered]
     assert not missing, missing
+
+
+def test_the_real_size_video_table_is_its_records():
+    """CogVideoX-2B at 49 x 480 x 720: sampling by part, and the TDM LoRA iteration with and without checkpointing."""
+    bench = ROOT / "results" / "bench"
+    sampling = json.loads((bench / "cogvideox-2b-sampling-h200.json").read_text())
+    lora = json.loads((bench / "tdm-cogvideox-2b-lora-h200.json").read_text())
+    nockpt = json.loads((bench / "tdm-cogvideox-2b-lora-nockpt-h200.json").read_text())
+    rows = {row[0]: row[1:] for row in table_after("| what | seconds | peak memory |")}
+    expected = {  # row -> (seconds, peak GiB or None)
+        "T5-XXL encoding of one prompt": (sampling["text_encoding_s"], None),
+        "4 transformer steps (guidance 1, as the student samples)": (sampling["transformer_steps_s"],
+                                                                     sampling["steps_peak_gib"]),
+        "3D VAE decode": (sampling["vae_decode_s"], sampling["vae_decode_peak_gib"]),
+        "3D VAE decode, tiled (`vae.enable_tiling()`)": (sampling["vae_decode_tiled_s"],
+                                                         sampling["vae_decode_tiled_peak_gib"]),
+        "a TDM training iteration, LoRA rank 64, gradient checkpointing (the preset), batch 1":
+            (lora["seconds_per_iteration"], lora["peak_memory_gib"]),
+        "the same without gradient checkpointing": (nockpt["seconds_per_iteration"], nockpt["peak_memory_gib"]),
+    }
+    for what, (seconds, peak) in expected.items():
+        text_seconds, text_peak = rows[what]
+        assert printed(text_seconds, seconds), (what, text_seconds, seconds)
+        assert printed(text_peak.removesuffix(" GiB"), peak), (what, text_peak, peak)
+    sample = rows["a 4-step sample"][0]
+    assert sample == (f"{sampling['sample_s']:.2f} (decode {100 * sampling['decode_share']:.0f} %; tiled "
+                      f"{sampling['sample_tiled_s']:.2f}, {100 * sampling['decode_share_tiled']:.0f} %)")
