@@ -144,3 +144,28 @@ def test_the_real_size_video_table_is_its_records():
     sample = rows["a 4-step sample"][0]
     assert sample == (f"{sampling['sample_s']:.2f} (decode {100 * sampling['decode_share']:.0f} %; tiled "
                       f"{sampling['sample_tiled_s']:.2f}, {100 * sampling['decode_share_tiled']:.0f} %)")
+
+
+def test_the_readmes_table4_on_the_video_world_is_the_rendered_one():
+    """Its rows, in order, are paper_tables/table4.csv's full-scale rows on tiny-cogvideox: steps, the
+    paper's VBench total, and each metric's mean (± std over seeds)."""
+    import csv
+
+    rendered = [r for r in csv.DictReader((ROOT / "paper_tables" / "table4.csv").open())
+                if (r["world"], r["scale"]) == ("tiny-cogvideox", "full")]
+    by_row = {}
+    for r in rendered:
+        by_row.setdefault(r["row"], {})[r["metric"]] = r
+    rows = table_after("| row | steps | paper VBench total | fd_teacher | fd_data |")
+    assert len(rows) == len(by_row)
+    metrics = ("fd_teacher", "fd_data", "alignment", "motion_accuracy", "temporal_consistency", "mode_coverage")
+    for quoted, cells in zip(rows, by_row.values()):
+        first = next(iter(cells.values()))
+        assert quoted[1] == first["steps"], quoted
+        assert printed(quoted[2], float(first["paper_value"]) if first["paper_value"] else None), quoted
+        for text, metric in zip(quoted[3:], metrics):
+            mean, _, std = text.partition(" ± ")
+            cell = cells.get(metric)
+            assert printed(mean, float(cell["ours_mean"]) if cell else None), (quoted[0], metric, text)
+            assert printed(std or "-", float(cell["ours_std"]) if cell and cell["ours_std"] else None), \
+                (quoted[0], metric, text)
