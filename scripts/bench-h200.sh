@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
-#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world] [sd15-profile] [sd15-networks]
+#   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world] [sd15-profile] [sd15-networks] [video-offload]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -28,12 +28,15 @@
 #             minutes, mostly compilation); to $OUT/sd15-profile-graphed.txt
 #   sd15-networks  the fastest SD-1.5 setting with each whole network compiled (compile_scope=networks) instead of
 #             block by block, beside the official structure (not yet measured; compiling may take most of 10 minutes)
+#   video-offload  full-weight CogVideoX-2B training through FSDP2 with CPU offload on one process, batch 1, with
+#             gradient checkpointing (the preset's): whether full weights fit one H200 that way (not yet run; about 7
+#             minutes with the random pipeline's build)
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile, sd15-networks only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile, sd15-networks, video-offload only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -136,6 +139,16 @@ if want sd15-networks; then
   [ -d /tmp/sd15 ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['sd15']('/tmp/sd15')" > /dev/null 2>&1
   bench tdm-sd15-strata-networks-graphs-h200 540 --pipeline /tmp/sd15 --iterations 20 compile=true compile_scope=networks \
     channels_last=true execution=cuda_graph segments=stratified
+fi
+if want video-offload; then
+  [ -d /tmp/cogvideox ] || $PY -c "from methods.common.random_pipelines import BUILDERS; BUILDERS['cogvideox-2b']('/tmp/cogvideox')" > /dev/null 2>&1
+  stamp video-offload
+  ( while true; do free -g | awk '/Mem/{print $3}' >> $OUT/host-mem-video-gib.txt; sleep 5; done ) & MON=$!
+  timeout 400 $PY -m accelerate.commands.launch --config_file methods/tdm/accelerate_configs/fsdp-offload.yaml \
+    --num_processes 1 -m methods.tdm.bench --backbone cogvideox-2b --pipeline /tmp/cogvideox --batch-size 1 \
+    --iterations 4 --no-reference --out $OUT/tdm-cogvideox-2b-full-offload-h200.json lora_rank=0 >> $OUT/bench.log 2>&1
+  echo rc=$?; kill $MON; echo "host memory peak: $(sort -n $OUT/host-mem-video-gib.txt | tail -1) GiB"
+  summary $OUT/tdm-cogvideox-2b-full-offload-h200.json
 fi
 if want table4-world; then  # Table 4 on tiny-cogvideox: the three student seeds side by side (about 5 minutes)
   stamp table4-world
