@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import TRAIN_COMMAND, Table4Config
-from .prompts import PromptPlan, site_packages, prompt_plan, vbench_package
+from .prompts import PromptPlan, prompt_plan, site_packages, vbench_package
 from .protocol import (CELLS, COST_BASIS, FPS, FRAMES, GRIT_DIMENSIONS, HEIGHT, LORA_FILE, LORA_REPO, N_FLICKER,
                        N_LINES, N_NAMES, PAPER, RELEASED_TIMESTEPS, STUDENT_CARD, T5_SECONDS, TEACHER_REPO,
                        TRANSFORMER_SECONDS, VAE_SECONDS, VBENCH_SETUP, VBENCH_WEIGHTS, WIDTH, CellSpec)
-from .weights import download_hint, where_looked, lora_file, pipeline_missing, student_folder, teacher_missing
+from .weights import download_hint, lora_file, pipeline_missing, student_folder, teacher_missing, where_looked
 
 
 @dataclass(frozen=True)
