@@ -105,22 +105,9 @@ def load_records(results_dir: Path, table_ids) -> list[dict]:
     return records
 
 
-def mark_stale(table: Table, records: list[dict], runner: Runner) -> list[dict]:
-    """The records, each with `stale`: True where this checkout would make its cell under another
-    fingerprint (the world's teacher, the preset, the scale or the evaluation changed since it was
-    made, or the table no longer has the cell), so that a table never shows old numbers as current."""
-    cells = {cell.key: cell for cell in table.cells()}
-    marked = []
-    for record in records:
-        cell, scale = cells.get(record["cell_key"]), SCALES.get(record["scale"])
-        stale = cell is None or scale is None or record.get("fingerprint") != runner.fingerprint(
-            Job(table, cell, record["seed"], record["world"], scale))
-        marked.append({**record, "stale": stale})
-    return marked
-
-
 def write_grid_report(table: Table, results_dir: Path, out_dir: Path, runner: Runner) -> str:
-    rows = report.long_rows(table, mark_stale(table, load_records(results_dir, [table.id]), runner))
+    records = [{**record, "stale": runner.is_stale(table, record)} for record in load_records(results_dir, [table.id])]
+    rows = report.long_rows(table, records)
     if not rows:
         return f"{table.id}: no results in {results_dir / table.id} yet"
     agreement = report.ranking_agreement(rows, across_steps=table.across_steps)

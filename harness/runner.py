@@ -52,7 +52,7 @@ from methods.common.provenance import provenance, write_json_atomic
 from methods.tdm.presets import resolve
 
 from .evaluation import EVALUATORS
-from .scales import Scale
+from .scales import SCALES, Scale
 from .tables import Cell, RecipeCell, Table, TeacherCell
 
 RUNS = "runs"
@@ -179,6 +179,15 @@ class Runner:
         if elsewhere is not None:
             return f"copy of {elsewhere['copied_from']}"
         return "stale" if record is not None else "to compute"
+
+    def is_stale(self, table: Table, record: dict) -> bool:
+        """Whether this checkout would make the record's cell under another fingerprint (the world's
+        teacher, the preset, the scale or the evaluation changed since it was made, or the table no
+        longer has the cell): a table shows it marked, never as current."""
+        cell = next((cell for cell in table.cells() if cell.key == record["cell_key"]), None)
+        scale = SCALES.get(record["scale"])
+        return cell is None or scale is None or record.get("fingerprint") != self.fingerprint(
+            Job(table, cell, record["seed"], record["world"], scale))
 
     def evaluator(self, job: Job):
         key = (job.world, job.scale.name)
