@@ -120,7 +120,8 @@ RECIPES: dict[str, SamplerRecipe] = {r.name: r for r in [
                   scheduler="LCMScheduler", timesteps=FOUR_STEP_TIMESTEPS, steps=4, guidance=0.0,
                   source="TDM paper App. F.1 (re-trained); tianweiy/DMD2 README (4-step sampling, SDXL)",
                   notes="DMD2 released no 4-step SD-1.5 model (DMD2 issue 36): the row is a student this "
-                        "project trains, sampled as DMD2's 4-step SDXL model is. No DMD2 trainer exists yet"),
+                        "project trains (python -m methods.tdm.train --preset dmd2-sd15, methods/dmd2; its "
+                        "student-K4 folder goes here), sampled as DMD2's 4-step SDXL model is"),
     SamplerRecipe("dmd2-sd15-1step", "DMD2", "sd15", SD15,
                   weights=(Weights("unet", "tianweiy/DMD2", DMD2_SD15_1STEP),),
                   scheduler="LCMScheduler", timesteps=(999,), steps=1, guidance=0.0,

@@ -54,7 +54,7 @@ class TDMStudentSampler(TeacherSampler):
     """An exported TDM student folder: DDIM or DPM-Solver++ with `steps` steps, no CFG."""
 
     def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 64, pipe=None):
-        self.card = json.loads((Path(spec.checkpoint) / CARD).read_text())
+        self.card = read_card(spec.checkpoint)
         self.timesteps = explicit_timesteps(self.card, spec.steps)
         if self.timesteps and spec.scheduler != "dpmpp":
             raise UserError(f"{spec.checkpoint} was trained on the timesteps {self.timesteps}, which "
@@ -95,6 +95,15 @@ def student_spec(run_dir: str | Path, steps: int, solver: str, name: str | None,
                        guidance=float(card["guidance_scale"]))
 
 
+def read_card(folder: str | Path) -> dict:
+    """An exported student's card; a UserError for a student of another method (a DMD2 student is sampled
+    with LCMScheduler, as its card and the `dmd2-sd15-4step` recipe say, not as a TDM student)."""
+    card = json.loads((Path(folder) / CARD).read_text())
+    if card.get("method", "TDM") != "TDM":
+        raise UserError(f"{folder} holds a {card['method']} student, not a TDM one: {card.get('sampling', '')}")
+    return card
+
+
 def explicit_timesteps(card: dict, steps: int) -> list[int] | None:
     """The explicit timesteps an exported student was trained on (TDMConfig.timesteps), when it is
     sampled at that many steps; None for b_k = kT/K - 1 students (and cards from before the setting)."""
@@ -110,7 +119,7 @@ class VideoStudentSampler(VideoTeacherSampler):
     trailing spacing, as for the teacher."""
 
     def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 16, pipe=None):
-        self.card = json.loads((Path(spec.checkpoint) / CARD).read_text())
+        self.card = read_card(spec.checkpoint)
         super().__init__(spec, device, batch_size, pipe)
         trained = [int(t) for t in self.card.get("timesteps") or ()]
         if len(trained) == spec.steps:

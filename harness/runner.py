@@ -254,7 +254,8 @@ class Runner:
 # TrainConfig fields (dotted: "method.x" is TDMConfig's) added after results were committed:
 # fingerprinted only when set away from their default, at which they compute what the code did
 # before they existed, so that adding one does not make every committed result stale.
-LATER_FIELDS = {"compile_scope": "networks", "cudnn_benchmark": False, "method.timesteps": (), "method.segments": "iid"}
+LATER_FIELDS = {"compile_scope": "networks", "cudnn_benchmark": False, "method.timesteps": (), "method.segments": "iid",
+                "algorithm": "tdm"}
 
 
 def _fingerprinted_config(config) -> dict:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import methods.tdm.train as train_module
 from harness.reproduce import main
+from methods.tdm.method import TDM
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GMM_SMOKE = ["--world", "gmm", "--scale", "smoke", "--no-progress"]
@@ -86,7 +86,7 @@ class Killed(Exception):
 
 
 def test_a_grid_killed_mid_training_resumes_and_ends_with_the_same_numbers(table7, tmp_path, monkeypatch):
-    real, calls = train_module.train_step, []
+    real, calls = TDM.train_step, []
 
     def dies_in_second_run(*args, **kwargs):  # 60 iterations per run, checkpoints every 20
         if len(calls) == 60 + 30:
@@ -94,7 +94,7 @@ def test_a_grid_killed_mid_training_resumes_and_ends_with_the_same_numbers(table
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", dies_in_second_run)
+    monkeypatch.setattr(TDM, "train_step", dies_in_second_run)
     with pytest.raises(Killed):
         run("table7", *GMM_SMOKE, "--results-dir", str(tmp_path))
     first = tmp_path / "table7" / "gmm-smoke" / "4step-4step-dpmpp-seed0.json"

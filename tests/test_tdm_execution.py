@@ -158,12 +158,14 @@ def test_gradient_accumulation_must_divide_the_batch():
 
 def test_inputs_made_in_workers_are_the_same(tmp_path):
     from methods.tdm.backbones import load_backbone
+    from methods.common.method import get_method
     from methods.tdm.inputs import step_inputs
 
     config = resolve("tiny-sd15-4step", ["batch_size=4", "iterations=4", f"output_dir={tmp_path}"])
     backbone = load_backbone(config, torch.device("cpu"), torch.float32)
-    here = list(step_inputs(backbone, config, 1, 0, 1, workers=0, pin_memory=False))
-    ahead = list(step_inputs(backbone, config, 1, 0, 1, workers=2, pin_memory=False))
+    tdm = get_method("tdm")
+    here = list(step_inputs(backbone, config, tdm, 1, 0, 1, workers=0, pin_memory=False))
+    ahead = list(step_inputs(backbone, config, tdm, 1, 0, 1, workers=2, pin_memory=False))
     assert [item["step"] for item in ahead] == [1, 2, 3]
     for a, b in zip(here, ahead):
         assert a["K"] == b["K"] and torch.equal(a["batch"]["noise"], b["batch"]["noise"])

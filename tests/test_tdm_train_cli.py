@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import methods.tdm.train as train_module
 from harness.worlds.tiny_sd15.judge import PIPELINE
+from methods.common.method import get_method
 from methods.tdm.presets import PRESETS, resolve
 from methods.tdm.train import main, train
 
@@ -151,9 +152,10 @@ class Killed(Exception):
     """Stands for SIGKILL in the middle of an iteration."""
 
 
-def _kill_before(monkeypatch, step_index: int):
-    """Make train_step raise when iteration `step_index` (0-based) starts."""
-    real, calls = train_module.train_step, []
+def _kill_before(monkeypatch, step_index: int, preset: str):
+    """Make the preset's method's train_step raise when iteration `step_index` (0-based) starts."""
+    method = type(get_method(resolve(preset).algorithm))
+    real, calls = method.train_step, []
 
     def step(*args, **kwargs):
         if len(calls) == step_index:
@@ -161,7 +163,7 @@ def _kill_before(monkeypatch, step_index: int):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", step)
+    monkeypatch.setattr(method, "train_step", step)
 
 
 def _assert_identical(a, b, where="state"):
@@ -196,6 +198,9 @@ RESUME = {  # case -> (preset, iterations N, checkpoint_every, batch_size, more 
     "tiny-sd15-4step": ("tiny-sd15-4step", 4, 2, 4, {}),
     "tiny-sd15-unify": ("tiny-sd15-unify", 4, 2, 4, {}),  # K drawn per iteration, step conditioning trained
     "tiny-sd15-4step-lora": ("tiny-sd15-4step", 4, 2, 4, {"lora_rank": 4}),
+    # DMD2 on the same loop: the generator's turns (every 2nd iteration) and the simulated step counts
+    # both fall on each side of the checkpoint.
+    "tiny-sd15-dmd2": ("tiny-sd15-dmd2-4step", 6, 3, 4, {"generator_every": 2}),
 }
 
 
@@ -227,7 +232,7 @@ def test_resume_is_bit_identical(case, tmp_path, monkeypatch):
 
     # (b) A kill in the middle of the iteration after the next one: the log has run past the checkpoint.
     killed = tmp_path / "killed"
-    _kill_before(monkeypatch, every + 1)
+    _kill_before(monkeypatch, every + 1, preset)
     with pytest.raises(Killed):
         run(preset, killed, iterations=N, **common)
     assert [json.loads(line)["step"] for line in _log(killed)] == list(range(1, every + 2))

@@ -21,6 +21,7 @@ from methods.common.random_pipelines import (COGVIDEOX_SCHEDULER, COGVIDEOX_TRAN
 from methods.common.schedule import NoiseSchedule, eps_to_x0
 from methods.tdm import objective as obj
 from methods.tdm.backbones import CogVideoXBackbone, load_backbone
+from methods.tdm.method import TDM
 from methods.tdm.presets import resolve
 from methods.tdm.train import main, train
 from tiny_models import TINY_COGVIDEOX, TINY_PIXART, VIDEO_FRAMES as FRAMES
@@ -299,7 +300,7 @@ def test_resume_is_bit_identical(lora_rank, world, tmp_path, monkeypatch):
     run(world, halves, iterations=2, export="false", **common)
     assert run(world, halves, iterations=4, **common)["resumed_from"] == 2
 
-    real = train_module.train_step
+    real = TDM.train_step
     calls = []
 
     def dies_in_iteration_4(*args, **kwargs):
@@ -308,7 +309,7 @@ def test_resume_is_bit_identical(lora_rank, world, tmp_path, monkeypatch):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", dies_in_iteration_4)
+    monkeypatch.setattr(TDM, "train_step", dies_in_iteration_4)
     with pytest.raises(Killed):
         run(world, killed, iterations=4, **common)
     monkeypatch.undo()

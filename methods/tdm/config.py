@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
+
+from methods.common.config import ALLOWED_STEPS, LR_SCHEDULES, DistillConfig, check_choice  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
-class TDMConfig:
-    steps: tuple[int, ...] = (4,)        # K; several values = TDM-unify, K drawn uniformly (Eq. 8)
+class TDMConfig(DistillConfig):
+    """TDM's own settings beside those every method shares (methods/common/config.py: steps, guidance,
+    learning rates, AdamW, clipping, schedule, batch, T, step conditioning, timesteps)."""
+
+    name: ClassVar[str] = "tdm"          # the method (methods/common/method.py) this config belongs to
     solver: str = "ddim"                 # student's ODE solver in training: "ddim" | "dpmpp" (Table 6)
     interval: str = "paper"              # "paper": tau in [b_i, b_{i+1}) (Eq. 5) | "wide": tau in [b_i, T) (the
                                          # script's default) | "script": the script with --use_separate (its README's
@@ -30,97 +36,56 @@ class TDMConfig:
     generator_segment: str = "shared"    # "shared": the generator update trains the segment m the fake score just
                                          # learnt from (Alg. 1) | "fresh": it draws its own m and tau (script)
     fake_snr_cap: float = 0.0            # omega_tau of Eq. 7: 0: 1 for every tau | c > 0: min(SNR_tau, c) (script: 5)
-    guidance: float = 3.5                # teacher CFG scale (App. D: 3.5 for SD-1.5 and PixArt, 8 for SDXL)
-    lr_student: float = 2e-6             # App. D, SD-1.5
-    lr_fake: float = 2e-5                # App. D, SD-1.5
-    adam_betas: tuple[float, float] = (0.0, 0.999)  # App. D: beta1 = 0
-    grad_clip: float = 1.0               # the student's gradient-norm clip (App. D); 0: none
-    grad_clip_fake: float = 1.0          # the fake score's (App. D: both networks); 0: none (script)
-    weight_decay: float = 0.0            # AdamW's decoupled weight decay, both networks (App. D names none; script 1e-2)
-    lr_schedule: str = "constant"        # the student's learning rate: "constant" | "cosine_with_restarts" (script;
-                                         # diffusers' get_scheduler, one cycle); the fake score's stays constant
-    lr_warmup: int = 0                   # the student's linear warm-up from 0, in iterations (script: 50)
-    lr_horizon: int = 0                  # iterations the schedule spans; 0: the run's (script: its max_train_steps, 10001)
     fake_updates: int = 1                # fake-score steps per generator step (Alg. 1: 1; DMD2 uses 5)
-    batch_size: int = 256                # App. D, SD-1.5
-    num_train_timesteps: int = 1000      # T
-    step_conditioning: bool = True       # inject K into student and fake score (Eq. 8); False: Table 5 ablation
     segments: str = "iid"                # how rows get their segment m (Alg. 1 line 4): "iid": uniform per row |
                                          # "stratified": every K consecutive rows of the batch take the K segments
                                          # in a random order (uniform per row, each segment 1/K of the batch: the
                                          # roll-out then needs 1.5 student calls per row at K = 4 in fixed shapes)
-    timesteps: tuple[int, ...] = ()      # the student's K timesteps, noise first, strictly decreasing in [1, T - 1]
-                                         # (one K only, not TDM-unify); (): b_k = kT/K - 1, e.g. 999, 749, 499, 249.
-                                         # The segments' bounds and tau intervals follow them (objective.interval_bounds)
 
     def __post_init__(self):
-        _check_choice("solver", self.solver, SOLVERS)
-        _check_choice("interval", self.interval, INTERVALS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("importance_weights", self.importance_weights, IMPORTANCE_WEIGHTS)
-        _check_choice("match", self.match, MATCHES)
-        _check_choice("loss_space", self.loss_space, LOSS_SPACES)
-        _check_choice("generator_segment", self.generator_segment, GENERATOR_SEGMENTS)
-        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_choice("segments", self.segments, SEGMENT_DRAWS)
-        bad = [K for K in self.steps if K not in ALLOWED_STEPS]
-        if not self.steps or bad:
-            raise ValueError(f"steps must be a non-empty list drawn from {list(ALLOWED_STEPS)}, got {list(self.steps)}")
+        super().__post_init__()
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("interval", self.interval, INTERVALS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("importance_weights", self.importance_weights, IMPORTANCE_WEIGHTS)
+        check_choice("match", self.match, MATCHES)
+        check_choice("loss_space", self.loss_space, LOSS_SPACES)
+        check_choice("generator_segment", self.generator_segment, GENERATOR_SEGMENTS)
+        check_choice("segments", self.segments, SEGMENT_DRAWS)
         if self.fake_updates < 1:
             raise ValueError(f"fake_updates must be at least 1, got {self.fake_updates}")
-        for name in ("lr_student", "lr_fake"):
-            _check_positive(name, getattr(self, name))
-        for name in ("grad_clip", "grad_clip_fake", "weight_decay", "fake_snr_cap"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be 0 or more, got {value}")
-        for name in ("lr_warmup", "lr_horizon"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not (self.fake_snr_cap >= 0 and math.isfinite(self.fake_snr_cap)):
+            raise ValueError(f"fake_snr_cap must be 0 or more, got {self.fake_snr_cap}")
         if self.loss == "fisher" and self.loss_space != "x_i":
             raise ValueError("loss='fisher' takes its gradient through x_tau; it has no loss_space other than 'x_i'")
         if self.interval == "script" and self.solver != "ddim":
             raise ValueError("interval='script' re-noises x0_hat to t_mid with DDIM, as the script does; "
                              "use solver='ddim'")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.segments == "stratified" and any(self.batch_size % K for K in self.steps):
             raise ValueError(f"segments='stratified' gives each of the K segments batch_size / K rows: "
                              f"batch_size={self.batch_size} must be a multiple of every K in steps={list(self.steps)}")
-        if not (self.guidance >= 0 and math.isfinite(self.guidance)):
-            raise ValueError(f"guidance must be 0 or more (1: no guidance), got {self.guidance}")
         if not (self.fisher_alpha >= 0 and math.isfinite(self.fisher_alpha)):
             raise ValueError(f"fisher_alpha must be 0 or more, got {self.fisher_alpha}")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
-        if self.num_train_timesteps < 8 * max(self.steps):
-            raise ValueError(f"num_train_timesteps must be at least 8 K = {8 * max(self.steps)}, "
-                             f"got {self.num_train_timesteps}")
         if self.timesteps:
-            self._check_timesteps()
+            self._check_intervals()
 
     def _check_timesteps(self) -> None:
-        """Explicit student timesteps: one list for the one K, usable by the chosen intervals."""
         from . import objective
 
-        if not isinstance(self.timesteps, tuple):  # a list from Python code: stored as the field's tuple
-            object.__setattr__(self, "timesteps", tuple(self.timesteps))
-        if self.unify:
-            raise ValueError(f"timesteps={list(self.timesteps)} fixes the timesteps of one step count, but "
-                             f"steps={list(self.steps)} trains several (TDM-unify): set one K or timesteps=()")
+        super()._check_timesteps()
+        objective.check_student_timesteps(self.timesteps, self.steps[0], self.num_train_timesteps)
+
+    def _check_intervals(self) -> None:
+        """Explicit student timesteps that leave every segment's tau interval non-empty."""
+        from . import objective
+
         T = self.num_train_timesteps
-        objective.check_student_timesteps(self.timesteps, self.steps[0], T)
         empty = objective.empty_tau_ranges(self.interval, objective.interval_bounds(self.steps[0], T, self.timesteps), T)
         if empty:
             m, lo, hi = empty[0]
             raise ValueError(f"timesteps={list(self.timesteps)} leave segment {m}'s tau range [{lo}, {hi}) empty under "
                              f"interval={self.interval!r}, which draws tau in [max(20, b_m + 1), b_(m+1) - 10): "
                              "space them further apart or use interval='paper'")
-
-    @property
-    def unify(self) -> bool:
-        """TDM-unify: several step counts, drawn uniformly per iteration (Eq. 8)."""
-        return len(self.steps) > 1
 
 
 SOLVERS = ("ddim", "dpmpp")
@@ -130,21 +95,7 @@ IMPORTANCE_WEIGHTS = ("exact", "per_dim_mean", "none")
 MATCHES = ("noisy", "clean")
 LOSS_SPACES = ("x_i", "x0_hat")
 GENERATOR_SEGMENTS = ("shared", "fresh")
-LR_SCHEDULES = ("constant", "cosine_with_restarts")
 SEGMENT_DRAWS = ("iid", "stratified")
-ALLOWED_STEPS = (1, 2, 3, 4, 5, 6, 8)  # K must divide the schedule into intervals of >= 125 timesteps
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive number, got {value}")
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
 BACKBONES = ("sd15", "sdxl", "pixart", "cogvideox", "gmm")
 EXECUTIONS = ("eager", "cuda_graph")
 ROLLOUTS = ("auto", "every_row")
@@ -154,8 +105,9 @@ MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training run: what to distil, from what, for how long, and where to write. `method`
-    holds TDM's own settings; `key=value` overrides on the command line reach either level."""
+    """A training run: what to distil, from what, with which method, for how long, and where to write.
+    `method` holds the method's own settings (TDMConfig for "tdm", DMD2Config for "dmd2");
+    `key=value` overrides on the command line reach either level."""
 
     backbone: str = "sd15"               # "sd15" | "sdxl" | "pixart" | "cogvideox" (diffusers pipelines) | "gmm"
     teacher: str = ""                    # pipeline folder or Hugging Face cache id; "tiny-sd15": the shipped world
@@ -188,15 +140,23 @@ class TrainConfig:
     cudnn_benchmark: bool = False        # let cuDNN time its convolution algorithms once per shape and keep the
                                          # fastest (pays with fixed shapes: compiled, graphed or stratified runs)
     data_workers: int = -1               # processes making inputs ahead of the GPU; -1: 4 on CUDA, 0 on CPU
-    method: TDMConfig = TDMConfig()
+    algorithm: str = "tdm"               # the distillation method, a name in methods/common/method.py's METHODS:
+                                         # "tdm" | "dmd2" (a preset picks it; `method` is of its config class)
+    method: DistillConfig = TDMConfig()
 
     def __post_init__(self):
-        _check_choice("backbone", self.backbone, BACKBONES)
-        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _check_choice("tracker", self.tracker, ("tensorboard", "none"))
-        _check_choice("execution", self.execution, EXECUTIONS)
-        _check_choice("rollout", self.rollout, ROLLOUTS)
-        _check_choice("compile_scope", self.compile_scope, COMPILE_SCOPES)
+        from methods.common.method import METHODS
+
+        check_choice("algorithm", self.algorithm, tuple(METHODS))
+        if type(self.method).name != self.algorithm:
+            raise ValueError(f"algorithm={self.algorithm!r} but method holds {type(self.method).__name__} "
+                             f"(algorithm {type(self.method).name!r}): pick the method with a preset")
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        check_choice("tracker", self.tracker, ("tensorboard", "none"))
+        check_choice("execution", self.execution, EXECUTIONS)
+        check_choice("rollout", self.rollout, ROLLOUTS)
+        check_choice("compile_scope", self.compile_scope, COMPILE_SCOPES)
         if self.grad_accumulation < 1 or self.method.batch_size % self.grad_accumulation:
             raise ValueError(f"grad_accumulation must be a positive divisor of batch_size={self.method.batch_size}, "
                              f"got {self.grad_accumulation}")

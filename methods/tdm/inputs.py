@@ -15,14 +15,15 @@ from typing import Iterator
 import torch
 
 from .config import TrainConfig
-from .randomness import BatchRandom, draw_iteration, step_generator
+from .randomness import BatchRandom, step_generator
 
 
 class StepInputs(torch.utils.data.Dataset):
-    """inputs[step] -> {"step", "K", "batch": backbone.host_batch(...), "draws": IterationDraws}, all on the CPU."""
+    """inputs[step] -> {"step", "K", "batch": backbone.host_batch(...), "draws": the method's draws (TDM:
+    IterationDraws)}, all on the CPU."""
 
-    def __init__(self, backbone, config: TrainConfig, process_index: int = 0, num_processes: int = 1):
-        self.backbone, self.config = backbone, config
+    def __init__(self, backbone, config: TrainConfig, algorithm, process_index: int = 0, num_processes: int = 1):
+        self.backbone, self.config, self.algorithm = backbone, config, algorithm
         self.process_index, self.num_processes = process_index, num_processes
 
     def __len__(self) -> int:
@@ -34,9 +35,7 @@ class StepInputs(torch.utils.data.Dataset):
                                       self.process_index, self.num_processes)
         K = rng.choice(method.steps)  # TDM-unify: one K per iteration, the same on every process
         batch = self.backbone.host_batch(rng, step)
-        draws = draw_iteration(rng, K, method.fake_updates, tuple(self.backbone.latent_shape),
-                               fresh_generator_segment=method.generator_segment == "fresh",
-                               stratified=method.segments == "stratified")
+        draws = self.algorithm.draw(self.config, rng, step, K, tuple(self.backbone.latent_shape))
         return {"step": step, "K": K, "batch": batch, "draws": draws}
 
 
@@ -52,10 +51,10 @@ def data_workers(config: TrainConfig, device: torch.device) -> int:
     return 4 if device.type == "cuda" else 0
 
 
-def step_inputs(backbone, config: TrainConfig, start: int, process_index: int, num_processes: int,
+def step_inputs(backbone, config: TrainConfig, algorithm, start: int, process_index: int, num_processes: int,
                 workers: int, pin_memory: bool) -> Iterator[dict]:
     """The inputs of iterations start .. config.iterations - 1, in order (see `data_workers`)."""
-    dataset = StepInputs(backbone, config, process_index, num_processes)
+    dataset = StepInputs(backbone, config, algorithm, process_index, num_processes)
     steps = range(start, config.iterations)
     if workers == 0:
         return (dataset[step] for step in steps)

@@ -17,9 +17,9 @@ import torch
 
 from methods.common.adapters import UNetAdapter
 from methods.common.errors import UserError
+from methods.common.method import get_method
 from methods.common.pipeline_io import SD_COMPONENTS, check_pipeline_folder
 from methods.common.schedule import NoiseSchedule
-from methods.common.solvers import trailing_timesteps
 from methods.common.worlds import provides, world
 
 from .config import TrainConfig
@@ -204,11 +204,11 @@ class PipelineBackbone:
     def export(self, student, out: Path, K: int) -> Path:
         """A pipeline folder of the teacher's class whose denoiser is the student for K steps (CFG baked in).
 
-        Its DPM-Solver++ with trailing spacing samples K steps on b_k = kT/K - 1. A student trained on
-        explicit timesteps (TDMConfig.timesteps) is sampled on them with `pipe(..., timesteps=[...])`,
-        which this scheduler takes (its config cannot hold a list): the card records the list and says so."""
-        from diffusers import DPMSolverMultistepScheduler
-
+        Its scheduler is the method's (TDM: DPM-Solver++ with trailing spacing, K steps on b_k = kT/K - 1;
+        DMD2: LCMScheduler). A student trained on explicit timesteps (DistillConfig.timesteps; DMD2's
+        always) is sampled on them with `pipe(..., timesteps=[...])`, which these schedulers take (their
+        config cannot hold a list): the card records the list and says so."""
+        algorithm = get_method(self.config.algorithm)
         model = copy.deepcopy(student).to("cpu").float()
         lora_dir = None
         if self.config.lora_rank:
@@ -217,23 +217,21 @@ class PipelineBackbone:
             merge_lora(model)
         if getattr(model.config, "time_cond_proj_dim", None) is not None:
             model = fold_step_conditioning(model, K)
-        scheduler = DPMSolverMultistepScheduler.from_config(
-            self.pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
+        scheduler = algorithm.export_scheduler(self.pipe.scheduler.config)
         components = {**self.pipe.components, self.DENOISER: model, "scheduler": scheduler}
         settings = {k: v for k, v in self.pipe.config.items() if not k.startswith("_") and k not in components}
         type(self.pipe)(**components, **settings).save_pretrained(str(out))
-        explicit = list(self.config.method.timesteps)
+        explicit = algorithm.sampling_timesteps(self.config.method, K)
+        scheduler.set_timesteps(K)
+        own = [int(t) for t in scheduler.timesteps]  # num_inference_steps=K alone samples on these
         if explicit:
             scheduler.set_timesteps(timesteps=explicit)
-        else:
-            scheduler.set_timesteps(K)
         timesteps = [int(t) for t in scheduler.timesteps]
         write_student_card(out, self.config, K, timesteps, lora_dir, self.LORA_HOW_TO_LOAD if lora_dir else None)
         if explicit:
             add_to_card(out, sampling=f"pipe(prompt, timesteps={timesteps}, guidance_scale=1) with the folder's "
-                                      "DPMSolverMultistepScheduler; num_inference_steps alone samples on trailing "
-                                      f"b_k = kT/K - 1, {trailing_timesteps(K, self.config.method.num_train_timesteps)}"
-                                      ", not this student's timesteps")
+                                      f"{type(scheduler).__name__}; num_inference_steps alone samples on its own "
+                                      f"spacing, {own}, not this student's timesteps")
         return out
 
 
@@ -278,7 +276,7 @@ def add_to_card(out: Path, **fields) -> None:
 def write_student_card(out: Path, config: TrainConfig, K: int, timesteps, lora_dir, lora_how_to_load=None) -> None:
     from dataclasses import asdict
 
-    card = {"method": "TDM", "steps": K, "timesteps": timesteps, "guidance_scale": 1.0,
+    card = {"method": get_method(config.algorithm).title, "steps": K, "timesteps": timesteps, "guidance_scale": 1.0,
             "note": "CFG is distilled into the student: sample with guidance_scale=1",
             "lora": None if lora_dir is None else str(lora_dir.name), "config": asdict(config)}
     if lora_how_to_load:

@@ -102,6 +102,11 @@ class IterationDraws:
                               (self.generator[0][part], self.generator[1][part]),
                               None if self.m_generator is None else self.m_generator[part], host)
 
+    @property
+    def graph_key(self) -> tuple:
+        """What fixes the iteration's shapes beside K: every process rolls out `depth` segments."""
+        return (self.depth,)
+
     def tensors(self) -> list[torch.Tensor]:
         """The device tensors, in a fixed order (for copying into a captured graph's inputs)."""
         extra = [] if self.m_generator is None else [self.m_generator]

@@ -30,12 +30,13 @@ from tqdm.auto import tqdm
 
 from methods.common.cli import OneLineParser, check_device, is_main_launch_process, quiet_libraries, settable_fields
 from methods.common.errors import UserError
+from methods.common.method import get_method
 
 from .backbones import load_backbone, step_condition
 from .config import TrainConfig
 from .inputs import data_workers, step_inputs
 from .presets import PRESETS, resolve
-from .trainer import StepOptions, train_step
+from .trainer import StepOptions
 
 CHECKPOINTS = "checkpoints"
 FLOPS = "flops.json"  # FLOPs of iteration 0, kept for the summary of resumed runs
@@ -131,12 +132,15 @@ def _lr_schedule(config: TrainConfig, accelerator, optimiser):
     return schedule
 
 
-def _execution(config: TrainConfig, accelerator) -> str:
+def _execution(config: TrainConfig, accelerator, algorithm) -> str:
     """The execution this run gets: CUDA graphs only where they exist (one CUDA process), else eager."""
     if config.execution != "cuda_graph":
         return config.execution
     if accelerator.device.type != "cuda":
         return "eager"  # graphs are a CUDA feature; the same iterations run eagerly
+    if not algorithm.cuda_graphs:
+        raise UserError(f"execution=cuda_graph is not available for {algorithm.title} (its iterations are not "
+                        "written for capture yet): set execution=eager")
     if accelerator.num_processes > 1:
         raise UserError("execution=cuda_graph runs on one process; with several use execution=eager")
     if config.gradient_checkpointing:
@@ -145,7 +149,7 @@ def _execution(config: TrainConfig, accelerator) -> str:
     return "cuda_graph"
 
 
-def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -> StepOptions:
+def _speed_options(config: TrainConfig, accelerator, backbone, execution: str, algorithm) -> StepOptions:
     """Memory layout, checkpointing and compilation of the networks; how train_step runs."""
     networks = [backbone.modules["student"], backbone.modules["fake_score"]]
     if config.gradient_checkpointing:
@@ -161,31 +165,8 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str) -
                 role.core.to(memory_format=torch.channels_last)
     if config.compile:
         _compile(backbone, config.compile_scope)
-    return StepOptions(rollout=_rollout(config, accelerator, execution), micro_batches=config.grad_accumulation,
+    return StepOptions(rollout=algorithm.rollout(config, accelerator, execution), micro_batches=config.grad_accumulation,
                        keep_grads=execution == "cuda_graph")
-
-
-def _rollout(config: TrainConfig, accelerator, execution: str) -> str:
-    """How the roll-out picks its rows (trainer.StepOptions.rollout); every choice computes the same.
-
-    Stratified segments let it run only the rows each step needs in shapes fixed by K, which every
-    execution takes. Otherwise rolling out only those rows lets shapes vary with the draw: not
-    under CUDA graphs (fixed shapes), compilation (a recompilation per shape) or FSDP (every
-    process must make the same calls).
-    """
-    from accelerate.utils import DistributedType
-
-    method = config.method
-    if config.rollout == "every_row":
-        return "every_row"
-    local_rows = method.batch_size // accelerator.num_processes
-    if (method.segments == "stratified" and method.generator_segment == "shared"
-            and not any(local_rows % K for K in method.steps)):
-        return "strata"
-    if (execution == "eager" and not config.compile
-            and accelerator.distributed_type != DistributedType.FSDP):
-        return "per_row"
-    return "every_row"
 
 
 # The blocks that make up most of each backbone's compute, by class name (diffusers').
@@ -246,30 +227,33 @@ def _resume(accelerator, config: TrainConfig, optimisers: dict) -> int:
 
 
 def train(config: TrainConfig, device: str | None = None, show_progress: bool = True) -> dict:
-    """Algorithm 1 for `config.iterations` iterations, resuming from the latest checkpoint."""
+    """`config.iterations` iterations of the config's method (Algorithm 1 for TDM), resuming from the
+    latest checkpoint."""
     output_dir, method = Path(config.output_dir), config.method
+    algorithm = get_method(config.algorithm)
+    algorithm.check(config)
     accelerator, weight_dtype = _accelerator(config, device)
-    execution = _execution(config, accelerator)
+    execution = _execution(config, accelerator, algorithm)
     backbone = load_backbone(config, accelerator.device, weight_dtype)
     student, optimisers, lr_schedule = _prepare(accelerator, backbone, config, execution)
-    options = _speed_options(config, accelerator, backbone, execution)
+    options = _speed_options(config, accelerator, backbone, execution, algorithm)
     start = _resume(accelerator, config, optimisers)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     if config.tracker != "none":
-        accelerator.init_trackers("tdm", config=_flat(config))
+        accelerator.init_trackers(config.algorithm, config=_flat(config))
 
     losses_file = output_dir / "losses.jsonl"
     if accelerator.is_main_process:
         _truncate_log(losses_file, start)
-    iterate = _iteration(config, accelerator, backbone, optimisers, options, execution)
+    iterate = _iteration(config, accelerator, backbone, optimisers, options, execution, algorithm)
     workers = data_workers(config, accelerator.device)
-    inputs = step_inputs(backbone, config, start, accelerator.process_index, accelerator.num_processes, workers,
+    inputs = step_inputs(backbone, config, algorithm, start, accelerator.process_index, accelerator.num_processes, workers,
                          pin_memory=accelerator.device.type == "cuda")
     timed_from, timed_steps = None, 0
     wall_start = time.perf_counter()
-    bar = tqdm(inputs, initial=start, total=config.iterations, desc="TDM",
+    bar = tqdm(inputs, initial=start, total=config.iterations, desc=algorithm.title,
                disable=not (show_progress and accelerator.is_local_main_process), dynamic_ncols=True)
     for item in bar:
         step, K = item["step"], item["K"]
@@ -334,9 +318,10 @@ def exit_launched(code: int) -> None:
         os._exit(code)
 
 
-def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: StepOptions, execution: str):
-    """iterate(K, noise, cond, uncond, draws) -> losses: one call of train_step, eager or replayed
-    from a CUDA graph captured per (K, roll-out depth) (graphs.py)."""
+def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: StepOptions, execution: str,
+               algorithm):
+    """iterate(K, noise, cond, uncond, draws) -> losses: one call of the method's train_step, eager or
+    replayed from a CUDA graph captured per (K, draws.graph_key) (graphs.py; TDM: the roll-out depth)."""
     method, roles, step_conds = config.method, backbone.roles, {}
 
     def step_cond(K: int, n: int):  # made once per K: a fresh one would be a host-to-device copy each time
@@ -346,8 +331,8 @@ def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: 
 
     def run(K, tensors):
         with accelerator.autocast():
-            return train_step(method, roles, optimisers, tensors["noise"], tensors["cond"], tensors["uncond"],
-                              tensors["draws"], K, tensors["step_cond"], accelerator, options)
+            return algorithm.train_step(method, roles, optimisers, tensors["noise"], tensors["cond"], tensors["uncond"],
+                                        tensors["draws"], K, tensors["step_cond"], accelerator, options)
 
     def tensors(K, noise, cond, uncond, draws):
         return dict(noise=noise, cond=cond, uncond=uncond, draws=draws, step_cond=step_cond(K, len(noise)))
@@ -361,7 +346,7 @@ def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: 
     # call: a second warm-up per key compiles them before capture, so that the graph records
     # the compiled kernels.
     graphs = CapturedIterations(lambda key, inputs: run(key[0], inputs), warmup=2 if config.compile else 1)
-    return lambda K, *batch: graphs((K, batch[-1].depth), tensors(K, *batch))
+    return lambda K, *batch: graphs((K, *batch[-1].graph_key), tensors(K, *batch))
 
 
 def _plain_student(accelerator, backbone, student):

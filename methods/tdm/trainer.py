@@ -137,11 +137,11 @@ def train_step(cfg: TDMConfig, roles: Roles, optimisers: dict, noise, cond, unco
     losses = {}
     for u, eps in draws.fake:  # lines 7-10
         loss = fake_score_step(cfg, roles, sample, cond, step_cond, u, eps)
-        losses["fake_score"] = _update(optimisers["fake_score"], loss, cfg.grad_clip_fake, accelerator, options)
+        losses["fake_score"] = update(optimisers["fake_score"], loss, cfg.grad_clip_fake, accelerator, options)
     if fresh:
         sample = segment_sample(cfg, roles, states[-1], cond, step_cond)
     loss = generator_step(cfg, roles, sample, cond, uncond, step_cond, *draws.generator)  # lines 11-13
-    losses["student"] = _update(optimisers["student"], loss, cfg.grad_clip, accelerator, options)
+    losses["student"] = update(optimisers["student"], loss, cfg.grad_clip, accelerator, options)
     return losses
 
 
@@ -192,7 +192,7 @@ def _rows(value, part: slice):
     return None if value is None else value[part]
 
 
-def _update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None,
+def update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None,
             options: StepOptions = StepOptions()) -> torch.Tensor:
     """One clipped AdamW step on one role's loss (through accelerate when it is there: DDP, scaling).
 
