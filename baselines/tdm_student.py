@@ -1,4 +1,4 @@
-"""A trained TDM student as a sampler.
+"""A trained student as a sampler.
 
 The trainer exports one diffusers pipeline folder per trained step count
 (`<run>/student-K<K>`, see methods/tdm/backbones.py), with classifier-free guidance
@@ -6,12 +6,14 @@ distilled into the student and `tdm_student.json` beside it. Sampling it is the 
 sampling with guidance 1 and the student's own step count, so this class only finds the
 right folder and records what the student was trained for.
 
-A student trained on explicit timesteps (TDMConfig.timesteps, in the card's config) is sampled
-on them at its own step count, through DPM-Solver++'s `timesteps=` (solver "dpmpp"); diffusers'
-DDIM steps t -> t - T/N whatever the list, so solver "ddim" is refused there. Other step counts
-take the trailing spacing, as for any student.
+A TDM student is sampled with an ODE solver ("ddim" or "dpmpp"). One trained on explicit
+timesteps (TDMConfig.timesteps, in the card's config) is sampled on them at its own step count,
+through DPM-Solver++'s `timesteps=` (solver "dpmpp"); diffusers' DDIM steps t -> t - T/N whatever
+the list, so solver "ddim" is refused there. Other step counts take the trailing spacing, as for
+any student. A DMD2 student (methods/dmd2) is sampled as it was trained, with solver "lcm": x0 at
+each timestep, re-noised with fresh noise (LCMScheduler), on its card's timesteps.
 
-    sampler = TDMStudentSampler.from_run("runs/tiny-sd15-unify", steps=2, solver="dpmpp")
+    sampler = StudentSampler.from_run("runs/tiny-sd15-unify", steps=2, solver="dpmpp")
     images = sampler.sample(prompts, seeds)
 
 A CogVideoX student (methods/tdm/backbones_cogvideox.py exports a CogVideoXPipeline folder) is not
@@ -30,7 +32,7 @@ import torch
 from methods.common.errors import UserError
 
 from .base import SamplerSpec, sample_in_batches
-from .teacher import TeacherSampler, VideoTeacherSampler
+from .teacher import TeacherSampler, VideoTeacherSampler, trailing_timesteps
 
 CARD = "tdm_student.json"
 
@@ -50,13 +52,13 @@ def student_folder(run_dir: str | Path, steps: int) -> Path:
     raise UserError(f"{run_dir} has students for {[p.name for p in folders]} but none for {steps} steps")
 
 
-class TDMStudentSampler(TeacherSampler):
-    """An exported TDM student folder: DDIM or DPM-Solver++ with `steps` steps, no CFG."""
+class StudentSampler(TeacherSampler):
+    """An exported student folder with `steps` steps, no CFG: DDIM or DPM-Solver++ for TDM, "lcm" for DMD2."""
 
     def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 64, pipe=None):
-        self.card = read_card(spec.checkpoint)
-        self.timesteps = explicit_timesteps(self.card, spec.steps)
-        if self.timesteps and spec.scheduler != "dpmpp":
+        self.card = read_card(spec.checkpoint, spec.scheduler)
+        self.timesteps = explicit_timesteps(self.card, spec.steps, spec.scheduler)
+        if self.timesteps and spec.scheduler == "ddim":
             raise UserError(f"{spec.checkpoint} was trained on the timesteps {self.timesteps}, which "
                             f"solver={spec.scheduler!r} cannot step along (diffusers' DDIM steps t -> t - T/N): "
                             "use solver 'dpmpp'")
@@ -74,7 +76,7 @@ class TDMStudentSampler(TeacherSampler):
 
     @classmethod
     def from_run(cls, run_dir: str | Path, steps: int, solver: str, device: str = "cpu", name: str | None = None,
-                 backbone: str = "tiny-sd15", batch_size: int = 64) -> "TDMStudentSampler":
+                 backbone: str = "tiny-sd15", batch_size: int = 64) -> "StudentSampler":
         return cls(student_spec(run_dir, steps, solver, name, backbone), device, batch_size)
 
     def describe(self) -> dict:
@@ -95,18 +97,27 @@ def student_spec(run_dir: str | Path, steps: int, solver: str, name: str | None,
                        guidance=float(card["guidance_scale"]))
 
 
-def read_card(folder: str | Path) -> dict:
-    """An exported student's card; a UserError for a student of another method (a DMD2 student is sampled
-    with LCMScheduler, as its card and the `dmd2-sd15-4step` recipe say, not as a TDM student)."""
+SOLVERS_OF = {"TDM": ("ddim", "dpmpp"), "DMD2": ("lcm",)}  # how each method's students are sampled
+
+
+def read_card(folder: str | Path, solver: str) -> dict:
+    """An exported student's card; a UserError when `solver` is not how its method's students are sampled
+    (a DMD2 student with DDIM, a TDM student with LCM's re-noising)."""
     card = json.loads((Path(folder) / CARD).read_text())
-    if card.get("method", "TDM") != "TDM":
-        raise UserError(f"{folder} holds a {card['method']} student, not a TDM one: {card.get('sampling', '')}")
+    method = card.get("method", "TDM")
+    if solver not in SOLVERS_OF.get(method, ()):
+        raise UserError(f"{folder} holds a {method} student, sampled with solver "
+                        f"{' or '.join(map(repr, SOLVERS_OF.get(method, ())))}, not {solver!r}")
     return card
 
 
-def explicit_timesteps(card: dict, steps: int) -> list[int] | None:
-    """The explicit timesteps an exported student was trained on (TDMConfig.timesteps), when it is
-    sampled at that many steps; None for b_k = kT/K - 1 students (and cards from before the setting)."""
+def explicit_timesteps(card: dict, steps: int, solver: str = "dpmpp") -> list[int] | None:
+    """The timesteps to pass `pipe(..., timesteps=...)` at `steps` steps: those a TDM student was trained on
+    (TDMConfig.timesteps) at its own step count, else None (the trailing spacing b_k = kT/K - 1; also for
+    cards from before the setting). LCM always takes a list: the card's at its own step count (DMD2's
+    trained timesteps), else the trailing ones."""
+    if solver == "lcm":
+        return list(card["timesteps"]) if card["steps"] == steps else trailing_timesteps(steps)
     listed = list(card["config"]["method"].get("timesteps") or ())
     return listed if listed and len(listed) == steps else None
 
@@ -119,7 +130,7 @@ class VideoStudentSampler(VideoTeacherSampler):
     trailing spacing, as for the teacher."""
 
     def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 16, pipe=None):
-        self.card = read_card(spec.checkpoint)
+        self.card = read_card(spec.checkpoint, "ddim")
         super().__init__(spec, device, batch_size, pipe)
         trained = [int(t) for t in self.card.get("timesteps") or ()]
         if len(trained) == spec.steps:

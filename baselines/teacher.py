@@ -8,23 +8,27 @@ from methods.common.pipeline_io import load_sd_pipeline
 
 from .base import SamplerSpec, describe_spec, sample_in_batches
 
-SOLVERS = ("ddim", "dpmpp")
+SOLVERS = ("ddim", "dpmpp")              # the teacher's (and a TDM student's) ODE solvers
+STUDENT_SOLVERS = (*SOLVERS, "lcm")       # "lcm": x0 at each timestep, re-noised with fresh noise (a DMD2 student)
 
 
 def solver_scheduler(solver: str, config):
-    """DDIM or DPM-Solver++(2M) on a pipeline's scheduler config, "trailing" timesteps.
+    """DDIM or DPM-Solver++(2M) on a pipeline's scheduler config, "trailing" timesteps; or LCMScheduler
+    ("lcm", stepped on explicit timesteps: its own K-step spacing is not the trailing one).
 
     "trailing" starts the first step at t = 999 as few-step samplers should; SD-1.5's own
     "leading" spacing would start a 1-step sample at t = 1, from almost pure noise.
     """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, LCMScheduler
 
     if solver == "ddim":
         return DDIMScheduler.from_config(config, timestep_spacing="trailing")
     if solver == "dpmpp":
         return DPMSolverMultistepScheduler.from_config(
             config, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
-    raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
+    if solver == "lcm":
+        return LCMScheduler.from_config(config)
+    raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(STUDENT_SOLVERS)}")
 
 
 class TeacherSampler:

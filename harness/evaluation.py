@@ -124,10 +124,10 @@ class TinySD15Evaluator:
         return self.judge.features(_images(images))
 
     def sampler(self, run_dir: Path, cell: Cell):
-        from baselines.tdm_student import TDMStudentSampler
+        from baselines.tdm_student import StudentSampler
 
         started = time.perf_counter()
-        sampler = TDMStudentSampler.from_run(run_dir, cell.steps, cell.solver, self.device,
+        sampler = StudentSampler.from_run(run_dir, cell.steps, cell.solver, self.device,
                                              name=f"tdm-{cell.key}", backbone=self.world,
                                              batch_size=self.batch_size)
         sampler.pipe.set_progress_bar_config(disable=True)

@@ -31,15 +31,17 @@ from pathlib import Path
 from methods.common.cli import OneLineParser, check_device, quiet_libraries
 from methods.common.errors import UserError
 from methods.common.provenance import write_text_atomic
-from methods.tdm.config import TDMConfig, TrainConfig
-from methods.tdm.presets import VARIANTS, resolve
+from methods.common.method import METHODS, get_method
+from methods.tdm.config import TrainConfig
+from methods.tdm.presets import METHOD_VARIANTS, PRESETS, VARIANTS, resolve
 
 from .reproduce import DEFAULT_RESULTS, _seeds, _writable
 from .runner import Job, Runner
 from .scales import SCALES, get_scale
 from .tables import SMALL_WORLDS, VIDEO_WORLDS, Cell, Row, Table
 
-SETTABLE = {f.name for f in fields(TrainConfig) if f.name != "method"} | {f.name for f in fields(TDMConfig)}
+SETTABLE = ({f.name for f in fields(TrainConfig) if f.name != "method"}
+            | {f.name for name in METHODS for f in fields(get_method(name).config_class)})
 NOT_SWEPT = {"output_dir", "seed", "tracker", "backbone", "teacher", "prompts"}  # the runner's or the world's
 
 
@@ -64,9 +66,11 @@ def sweep_jobs(name: str, world: str, variant: str, steps: int, settings, scale,
     worlds = (*SMALL_WORLDS, *VIDEO_WORLDS)
     if world not in worlds:
         raise UserError(f"--world must be one of {', '.join(worlds)}, got {world!r}")
-    if variant not in VARIANTS:
-        raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    cell = Cell(variant, steps, "ddim") if world in VIDEO_WORLDS else Cell(variant, steps)
+    known = [v for v in (*VARIANTS, *METHOD_VARIANTS.get(world, ())) if f"{world}-{v}" in PRESETS]
+    if variant not in known:
+        raise UserError(f"--variant must be one of {', '.join(known)} on {world}, got {variant!r}")
+    solver = get_method(resolve(f"{world}-{variant}").algorithm).solver  # a DMD2 student: "lcm"
+    cell = Cell(variant, steps, "ddim" if world in VIDEO_WORLDS else solver)
     table = Table(f"sweeps/{name}", f"sweep {name}", (Row(name, cell, "sweep"),))
     # Budgets in increasing order: a curve's budgets share one run per seed, each continuing the last.
     settings = [(k, sorted(v, key=_number) if k == "iterations" else v) for k, v in settings]

@@ -1,8 +1,9 @@
 """The paper's eight tables as declarative grids: which cells, which metrics, which published numbers.
 
 A *cell* is one evaluated configuration, of one of three kinds (`kind`):
-- `Cell`: a training variant (a key of `methods.tdm.presets.VARIANTS`), the step count it is
-  sampled with, and the test solver; the runner trains it first;
+- `Cell`: a training variant (a key of `methods.tdm.presets.VARIANTS`, or of `METHOD_VARIANTS`
+  for another method's, DMD2's), the step count it is sampled with, and the test solver; the
+  runner trains it first;
 - `RecipeCell`: a published checkpoint, named by its sampler recipe (baselines/recipes.py);
   nothing is trained, the recipe is sampled as it stands;
 - `TeacherCell`: the world's own teacher at a step count (Table 4's teacher rows); nothing is
@@ -39,9 +40,9 @@ PUBLISHED = Path(__file__).resolve().parent.parent / "paper_tables" / "published
 class Cell:
     """A variant trained here. Its fields are hashed into every result's fingerprint: adding one
     would orphan the committed results, so the recipe kind is a class of its own."""
-    variant: str          # training variant: a key of methods.tdm.presets.VARIANTS
+    variant: str          # training variant: a key of methods.tdm.presets.VARIANTS (or METHOD_VARIANTS)
     steps: int            # sampling steps at test time
-    solver: str = "dpmpp"  # test solver; the paper's default for its TDM numbers (Table 6)
+    solver: str = "dpmpp"  # test solver; the paper's default for its TDM numbers (Table 6); DMD2's "lcm"
     trained: ClassVar[bool] = True
     kind: ClassVar[str] = "trained"
 

@@ -2,6 +2,7 @@
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
 #   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world] [sd15-profile] [sd15-networks] [video-offload]
+#                           [dmd2-curve]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -31,12 +32,16 @@
 #   video-offload  full-weight CogVideoX-2B training through FSDP2 with CPU offload on one process, batch 1, with
 #             gradient checkpointing (the preset's): whether full weights fit one H200 that way (not yet run; about 7
 #             minutes with the random pipeline's build)
+#   dmd2-curve  DMD2's convergence on tiny-sd15 (the small world's Fig. 9 beside results/sweeps/budget-4step, TDM's):
+#             fd_teacher and the world's metrics at 2,500 to 20,000 iterations (250 to 2,000 generator updates), seeds
+#             0 and 1 side by side, eager; sweep folders in $OUT/dmd2-curve/ (copy into results/sweeps/). Not yet run:
+#             about 0.1-0.2 s per iteration is a guess, so the 20,000 budget may not finish inside one call
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile, sd15-networks, video-offload only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile, sd15-networks, video-offload, dmd2-curve only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -160,6 +165,16 @@ if want table4-world; then  # Table 4 on tiny-cogvideox: the three student seeds
   mkdir -p $OUT/table4  # each process also sampled the teacher cells; seed 0's are kept
   cp /tmp/table4-seed*/table4/tiny-cogvideox/4step-*.json /tmp/table4-seed0/table4/tiny-cogvideox/teacher-*.json $OUT/table4/  # what finished, even after a timeout
   ls $OUT/table4
+fi
+if want dmd2-curve; then  # each seed's budgets share one run (harness.sweep); what finished is kept
+  stamp dmd2-curve
+  for S in 0 1; do
+    timeout 540 $PY -m harness.sweep budget-dmd2-4step --variant dmd2-4step --set iterations=2500,5000,10000,20000 \
+      --seeds $S --device cuda --results-dir /tmp/dmd2-seed$S --no-progress > $OUT/dmd2-curve-seed$S.log 2>&1 &
+  done
+  wait
+  mkdir -p $OUT/dmd2-curve && cp -r /tmp/dmd2-seed*/sweeps/budget-dmd2-4step/tiny-sd15 $OUT/dmd2-curve/ 2>/dev/null
+  tail -3 $OUT/dmd2-curve-seed*.log
 fi
 if want cell; then
   stamp table5-cell

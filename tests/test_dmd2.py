@@ -231,10 +231,13 @@ def test_a_tiny_sd15_run_trains_both_networks_and_exports_what_the_dmd2_recipe_s
     card = json.loads((out / "student-K4" / "tdm_student.json").read_text())
     assert card["method"] == "DMD2" and card["timesteps"] == [999, 749, 499, 249]
     assert "timesteps=[999, 749, 499, 249]" in card["sampling"]
-    from baselines.tdm_student import TDMStudentSampler
+    from baselines.tdm_student import StudentSampler
 
-    with pytest.raises(UserError, match="DMD2 student, not a TDM one"):  # TDM's sampler would step it with DDIM
-        TDMStudentSampler.from_run(out, 4, "ddim")
+    with pytest.raises(UserError, match="DMD2 student, sampled with solver 'lcm', not 'ddim'"):
+        StudentSampler.from_run(out, 4, "ddim")  # an ODE solver would not sample what DMD2 trained
+    student = StudentSampler.from_run(out, 4, "lcm", batch_size=2)  # as the small worlds' evaluation samples it
+    assert student.describe()["resolved_timesteps"] == [999, 749, 499, 249]
+    by_harness = student.sample(["a red circle", "a blue square"], [0, 1])
     folder = tmp_path / "weights" / "project" / "dmd2-sd15-4step"
     folder.parent.mkdir(parents=True)
     (out / "student-K4").rename(folder)
@@ -250,3 +253,4 @@ def test_a_tiny_sd15_run_trains_both_networks_and_exports_what_the_dmd2_recipe_s
     assert np.abs(images[0].astype(int) - images[2].astype(int)).max() <= 1
     assert np.abs(images[0].astype(int) - images[1].astype(int)).max() > 1
     assert sampler.last_nfe == 4  # one UNet call per step: guidance is distilled, none at sampling
+    assert np.abs(images[:2].astype(int) - by_harness.astype(int)).max() <= 1  # the recipe samples as the harness

@@ -47,6 +47,20 @@ def test_a_curves_budgets_share_one_run_that_continues(tmp_path):
     assert record["metrics"] == record_fresh["metrics"]
 
 
+def test_a_dmd2_curve_is_sampled_as_dmd2_trains(tmp_path):
+    """Another method's variant on the same runner: its cells are sampled with its solver ("lcm"), and
+    a generator turn between the budgets moves the student's numbers."""
+    argv = ["dmd2", "--variant", "dmd2-4step", "--set", "iterations=1,4", "--set", "generator_every=2",
+            "--seeds", "0", "--world", "tiny-sd15", "--scale", "smoke", "--no-progress", "--results-dir", str(tmp_path)]
+    assert main(argv) == 0
+    folder = tmp_path / "sweeps" / "dmd2" / "tiny-sd15-smoke"
+    cells = sorted(p.name for p in folder.glob("*.json"))
+    assert cells == [f"dmd2-4step-4step-lcm-iterations={n}-generator_every=2-seed0.json" for n in (1, 4)]
+    records = [json.loads((folder / name).read_text()) for name in cells]
+    assert records[0]["training"]["config"]["algorithm"] == "dmd2"
+    assert records[0]["metrics"] != records[1]["metrics"]  # no generator turn in 1 iteration; two in 4
+
+
 @pytest.mark.parametrize("argv, words", [
     (["x", "--set", "foo=1"], ["--set", "'foo=1'"]),
     (["x", "--set", "seed=1,2"], ["--set", "seed"]),
@@ -56,6 +70,7 @@ def test_a_curves_budgets_share_one_run_that_continues(tmp_path):
     (["x/y", "--set", "lr_fake=1e-3"], ["NAME"]),
     (["x", "--set", "lr_fake=1e-3", "--steps", "0"], ["--steps"]),
     (["x", "--set", "iterations=4,8", "--set", "lr_schedule=cosine_with_restarts"], ["lr_horizon"]),
+    (["x", "--variant", "dmd2-4step", "--set", "lr_fake=1e-3"], ["--variant", "on gmm"]),  # tiny-sd15 only
 ])
 def test_bad_sweeps_are_one_line_and_write_nothing(argv, words, tmp_path, capsys):
     assert main([*argv, *GMM_SMOKE, "--results-dir", str(tmp_path / "r")]) == 2

@@ -204,7 +204,7 @@ def test_training_with_strata_and_every_row_roll_outs_agree(tmp_path, preset):
 def test_weights_stepped_inside_an_autocast_region_are_used_at_once():
     """An iteration runs in one autocast region, which caches bf16 copies of trainable weights:
     after a role's optimiser step its next pass must see the new weights, not the cached copy."""
-    from methods.tdm.trainer import _update
+    from methods.tdm.trainer import update
 
     torch.manual_seed(0)
     net, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
@@ -212,7 +212,7 @@ def test_weights_stepped_inside_an_autocast_region_are_used_at_once():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with torch.no_grad():
             before = net(x)
-        _update(optimiser, net(x).square().mean(), grad_clip=1e9)
+        update(optimiser, net(x).square().mean(), grad_clip=1e9)
         with torch.no_grad():
             inside = net(x)
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():

@@ -347,7 +347,7 @@ def test_cogvideox_preset_trains_and_samples_on_the_released_timesteps(video_wor
 
 def test_sd15_export_and_student_sampler_follow_explicit_timesteps(tmp_path):
     from baselines.base import SamplerSpec
-    from baselines.tdm_student import TDMStudentSampler
+    from baselines.tdm_student import StudentSampler
     from methods.tdm.backbones import load_backbone
 
     config = resolve("tiny-sd15-4step", ["timesteps=999,856,665,399", "batch_size=2", f"output_dir={tmp_path}"])
@@ -357,7 +357,7 @@ def test_sd15_export_and_student_sampler_follow_explicit_timesteps(tmp_path):
     assert card["timesteps"] == list(RELEASED) and "timesteps=[999, 856, 665, 399]" in card["sampling"]
 
     spec = SamplerSpec("tdm-explicit", "tiny-sd15", str(folder), "dpmpp", 4, guidance=1.0)
-    sampler = TDMStudentSampler(spec, batch_size=2)
+    sampler = StudentSampler(spec, batch_size=2)
     assert sampler.describe()["resolved_timesteps"] == list(RELEASED)
     seen = []
     hook = sampler.pipe.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[1].flatten()[0])))
@@ -366,6 +366,6 @@ def test_sd15_export_and_student_sampler_follow_explicit_timesteps(tmp_path):
     assert seen == list(RELEASED) and images.shape == (1, 64, 64, 3)
 
     with pytest.raises(UserError, match="solver='ddim' cannot step along"):
-        TDMStudentSampler(SamplerSpec("tdm-explicit-ddim", "tiny-sd15", str(folder), "ddim", 4, 1.0))
-    two = TDMStudentSampler(SamplerSpec("tdm-explicit-2", "tiny-sd15", str(folder), "ddim", 2, 1.0))
+        StudentSampler(SamplerSpec("tdm-explicit-ddim", "tiny-sd15", str(folder), "ddim", 4, 1.0))
+    two = StudentSampler(SamplerSpec("tdm-explicit-2", "tiny-sd15", str(folder), "ddim", 2, 1.0))
     assert two.timesteps is None and two.describe()["resolved_timesteps"] == [999, 499]  # other step counts: trailing

@@ -33,6 +33,7 @@ class Method(Protocol):
     title: str             # as papers and cards write it ("TDM", "DMD2")
     config_class: type     # its frozen config dataclass (extends DistillConfig)
     cuda_graphs: bool      # whether its iterations may be captured (execution="cuda_graph")
+    solver: str            # how the small worlds' evaluation samples its students (baselines.tdm_student)
 
     def check(self, config) -> None:
         """UserError for a TrainConfig this method cannot run (a backbone, an option)."""

@@ -115,6 +115,7 @@ class DMD2:
     title = "DMD2"
     config_class = DMD2Config
     cuda_graphs = False  # not yet written for capture: the generator turn changes which optimisers step
+    solver = "lcm"       # sampled as trained: x0 at each timestep, re-noised with fresh noise
 
     def check(self, config) -> None:
         if config.backbone not in BACKBONES:

@@ -12,6 +12,7 @@ class TDM:
     title = "TDM"
     config_class = TDMConfig
     cuda_graphs = True
+    solver = "dpmpp"  # the paper's test solver for its TDM numbers (Table 6)
 
     def check(self, config) -> None:
         pass  # every backbone and option of TrainConfig runs TDM

@@ -1,6 +1,8 @@
-"""Train a TDM student.
+"""Train a student: TDM, or another method of the registry (methods/common/method.py: DMD2), which
+a preset picks. This loop is every method's; the method brings its draws and its iteration.
 
     python -m methods.tdm.train --preset tiny-sd15-4step [key=value ...] [--dry-run]
+    python -m methods.tdm.train --preset tiny-sd15-dmd2-4step                     (DMD2)
     accelerate launch --multi_gpu --num_processes 2 -m methods.tdm.train --preset ...   (DDP)
     accelerate launch --config_file methods/tdm/accelerate_configs/fsdp.yaml --num_processes 2 -m ...  (FSDP2)
     python -m methods.tdm.train --list
