@@ -33,9 +33,10 @@
 #             gradient checkpointing (the preset's): whether full weights fit one H200 that way (not yet run; about 7
 #             minutes with the random pipeline's build)
 #   dmd2-curve  DMD2's convergence on tiny-sd15 (the small world's Fig. 9 beside results/sweeps/budget-4step, TDM's):
-#             fd_teacher and the world's metrics at 2,500 to 20,000 iterations (250 to 2,000 generator updates), seeds
-#             0 and 1 side by side, eager; sweep folders in $OUT/dmd2-curve/ (copy into results/sweeps/). Not yet run:
-#             about 0.1-0.2 s per iteration is a guess, so the 20,000 budget may not finish inside one call
+#             fd_teacher and the world's metrics at 1,000, 2,500 and 5,000 iterations (100 to 500 generator updates),
+#             seeds 0 and 1 side by side, eager; cells in $OUT/dmd2-curve/ (copy into results/sweeps/budget-dmd2-4step/,
+#             then the same sweep command with --seeds 0,1 on any machine writes the summary from them). Not yet run:
+#             on a 2-core CPU an iteration takes 8.4 s (TDM's 29 s), so the last budget may not finish in one call
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
@@ -169,7 +170,7 @@ fi
 if want dmd2-curve; then  # each seed's budgets share one run (harness.sweep); what finished is kept
   stamp dmd2-curve
   for S in 0 1; do
-    timeout 540 $PY -m harness.sweep budget-dmd2-4step --variant dmd2-4step --set iterations=2500,5000,10000,20000 \
+    timeout 540 $PY -m harness.sweep budget-dmd2-4step --variant dmd2-4step --set iterations=1000,2500,5000 \
       --seeds $S --device cuda --results-dir /tmp/dmd2-seed$S --no-progress > $OUT/dmd2-curve-seed$S.log 2>&1 &
   done
   wait

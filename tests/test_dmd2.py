@@ -146,7 +146,8 @@ def test_backward_simulation_runs_the_student_s_times_renoising_with_fresh_noise
                                       torch.full((n,), timesteps[k]))
         torch.testing.assert_close(student.calls[k][0], expected)
         assert int(student.calls[k][1][0]) == timesteps[k]
-    expected = SCHEDULE.add_noise(torch.full((n, 2), 10.0 * s, dtype=torch.float64), noise, torch.full((n,), timesteps[s]))
+    expected = SCHEDULE.add_noise(torch.full((n, 2), 10.0 * s, dtype=torch.float64), noise,
+                                  torch.full((n,), timesteps[s]))
     torch.testing.assert_close(x_s, expected)
 
 

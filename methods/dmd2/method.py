@@ -11,6 +11,10 @@ main/sd_guidance.py, main/train_sd.py):
 The student is sampled as it was trained: x0 at each of its K timesteps, re-noised with fresh noise
 between them; diffusers' LCMScheduler does exactly that (its boundary condition c_skip is below
 1e-7 at these timesteps), so the exported folder carries one.
+
+Iterations differ in cost (s student calls, and a generator turn adds the teacher's guided pass, the
+fake score's and the student's backward), so the loop's FLOP count, taken at iteration 0, is that
+iteration's, not an average.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ class TDM:
 
     def draw(self, config, rng, step: int, K: int, shape: tuple[int, ...]):
         method = config.method
-        return draw_iteration(rng, K, method.fake_updates, shape, fresh_generator_segment=method.generator_segment == "fresh",
+        return draw_iteration(rng, K, method.fake_updates, shape,
+                              fresh_generator_segment=method.generator_segment == "fresh",
                               stratified=method.segments == "stratified")
 
     def rollout(self, config, accelerator, execution: str) -> str:

@@ -167,8 +167,8 @@ def _speed_options(config: TrainConfig, accelerator, backbone, execution: str, a
                 role.core.to(memory_format=torch.channels_last)
     if config.compile:
         _compile(backbone, config.compile_scope)
-    return StepOptions(rollout=algorithm.rollout(config, accelerator, execution), micro_batches=config.grad_accumulation,
-                       keep_grads=execution == "cuda_graph")
+    return StepOptions(rollout=algorithm.rollout(config, accelerator, execution),
+                       micro_batches=config.grad_accumulation, keep_grads=execution == "cuda_graph")
 
 
 # The blocks that make up most of each backbone's compute, by class name (diffusers').
@@ -251,8 +251,8 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
         _truncate_log(losses_file, start)
     iterate = _iteration(config, accelerator, backbone, optimisers, options, execution, algorithm)
     workers = data_workers(config, accelerator.device)
-    inputs = step_inputs(backbone, config, algorithm, start, accelerator.process_index, accelerator.num_processes, workers,
-                         pin_memory=accelerator.device.type == "cuda")
+    inputs = step_inputs(backbone, config, algorithm, start, accelerator.process_index, accelerator.num_processes,
+                         workers, pin_memory=accelerator.device.type == "cuda")
     timed_from, timed_steps = None, 0
     wall_start = time.perf_counter()
     bar = tqdm(inputs, initial=start, total=config.iterations, desc=algorithm.title,
