@@ -41,6 +41,23 @@ def test_the_registry_names_both_methods_and_suggests_for_a_typo():
         get_method("dmd")
 
 
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_registered_method_has_the_shape_the_loop_calls(name):
+    import inspect
+
+    from methods.common.config import DistillConfig
+    from methods.common.method import Method
+
+    method = get_method(name)
+    assert method.name == name == method.config_class.name and method.title
+    assert issubclass(method.config_class, DistillConfig) and method.solver in ("ddim", "dpmpp", "lcm")
+    calls = [(a, f) for a, f in vars(Method).items() if inspect.isfunction(f) and not a.startswith("_")]
+    assert {a for a, _ in calls} >= {"check", "draw", "rollout", "train_step", "export_scheduler"}
+    for attribute, spec in calls:
+        params = list(inspect.signature(spec).parameters)
+        assert list(inspect.signature(getattr(method, attribute)).parameters) == params[1:], attribute
+
+
 def test_a_dmd2_preset_holds_a_dmd2_config_and_refuses_tdm_settings():
     config = resolve("tiny-sd15-dmd2-4step")
     assert config.algorithm == "dmd2" and isinstance(config.method, DMD2Config)
@@ -255,3 +272,35 @@ def test_a_tiny_sd15_run_trains_both_networks_and_exports_what_the_dmd2_recipe_s
     assert np.abs(images[0].astype(int) - images[1].astype(int)).max() > 1
     assert sampler.last_nfe == 4  # one UNet call per step: guidance is distilled, none at sampling
     assert np.abs(images[:2].astype(int) - by_harness.astype(int)).max() <= 1  # the recipe samples as the harness
+
+
+# --- the other image backbones ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", ["sdxl", "pixart"])
+def test_dmd2_trains_and_exports_sdxl_and_pixart(backbone, tmp_path):
+    """Tiny random pipelines of the real classes (SDXL's added conditions, PixArt's learned sigma):
+    the same method through their adapters, and an export that samples on DMD2's timesteps."""
+    import diffusers
+
+    from methods.common.random_pipelines import random_pixart_pipeline, random_sdxl_pipeline
+    from tiny_models import TINY_PIXART, TINY_SDXL
+
+    build = {"sdxl": lambda: random_sdxl_pipeline(tmp_path / "teacher", **TINY_SDXL),
+             "pixart": lambda: random_pixart_pipeline(tmp_path / "teacher", **TINY_PIXART)}[backbone]
+    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
+    out = tmp_path / "run"
+    config = resolve("dmd2-sd15", [f"backbone={backbone}", f"teacher={build()}", f"prompts={tmp_path / 'prompts.txt'}",
+                                   "batch_size=2", "iterations=2", "generator_every=1", "log_every=1",
+                                   "checkpoint_every=0", "tracker=none", f"output_dir={out}"])
+    train(config, "cpu", show_progress=False)
+    log = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(r["loss/student"]) and np.isfinite(r["loss/fake_score"]) for r in log)
+    pipeline = {"sdxl": "StableDiffusionXLPipeline", "pixart": "PixArtAlphaPipeline"}[backbone]
+    pipe = getattr(diffusers, pipeline).from_pretrained(str(out / "student-K4"), local_files_only=True)
+    assert isinstance(pipe.scheduler, diffusers.LCMScheduler)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = {"use_resolution_binning": False} if backbone == "pixart" else {}
+    image = pipe(["a red circle"], timesteps=[999, 749, 499, 249], guidance_scale=1.0, output_type="np", height=16,
+                 width=16, generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert image.shape == (1, 16, 16, 3) and np.isfinite(image).all()
