@@ -35,7 +35,8 @@
 #   dmd2-curve  DMD2's convergence on tiny-sd15 (the small world's Fig. 9 beside results/sweeps/budget-4step, TDM's):
 #             fd_teacher and the world's metrics at 1,000, 2,500 and 5,000 iterations (100 to 500 generator updates),
 #             seeds 0 and 1 side by side, eager; cells in $OUT/dmd2-curve/ (copy into results/sweeps/budget-dmd2-4step/,
-#             then the same sweep command with --seeds 0,1 on any machine writes the summary from them). Not yet run:
+#             then the same sweep command with --seeds 0,1 on any machine writes the summary from them, and
+#             `python -m harness.curves budget-4step budget-dmd2-4step --x train_seconds` the comparison). Not yet run:
 #             on a 2-core CPU an iteration takes 8.4 s (TDM's 29 s), so the last budget may not finish in one call
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing

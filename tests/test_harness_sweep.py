@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from harness.curves import main as curves_main
 from harness.sweep import main
 
 GMM_SMOKE = ["--world", "gmm", "--scale", "smoke", "--no-progress"]
@@ -59,6 +60,17 @@ def test_a_dmd2_curve_is_sampled_as_dmd2_trains(tmp_path):
     records = [json.loads((folder / name).read_text()) for name in cells]
     assert records[0]["training"]["config"]["algorithm"] == "dmd2"
     assert records[0]["metrics"] != records[1]["metrics"]  # no generator turn in 1 iteration; two in 4
+
+    # The curves beside each other count the student's updates, not the loop's iterations.
+    out = tmp_path / "curves" / "dmd2"
+    assert curves_main(["dmd2", "--world", "tiny-sd15-smoke", "--results-dir", str(tmp_path), "--out", str(out)]) == 0
+    with open(out.with_suffix(".csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["generator_updates"], r["iterations"]) for r in rows] == [
+        ("DMD2 (dmd2-4step)", "0", "1"), ("DMD2 (dmd2-4step)", "2", "4")]
+    assert float(rows[0]["fd_teacher mean"]) == records[0]["metrics"]["fd_teacher"]
+    assert out.with_suffix(".png").stat().st_size > 1000 and "cpu" in out.with_suffix(".md").read_text()
+    assert curves_main(["nope", "--world", "tiny-sd15-smoke", "--results-dir", str(tmp_path)]) == 2
 
 
 @pytest.mark.parametrize("argv, words", [
