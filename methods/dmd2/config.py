@@ -2,8 +2,11 @@
 
 The shared defaults are TDM's (App. D): the TDM paper re-trains DMD2 with "the fake score updated 10
 times per iteration; other hyper-parameters consistent with our configuration" (App. F.1). DMD2's own
-recipe for SD-1.5 differs (AdamW betas (0.9, 0.999), learning rate 1e-5, clip 10, guidance 1.75;
-tianweiy/DMD2 experiments/sdv1.5): presets can set it.
+code differs: AdamW betas (0.9, 0.999) and weight decay 0.01 for both networks with a constant
+learning rate after a warm-up (main/train_sd.py), clipping at 10 and CFG 1.75 for SD-1.5
+(experiments/sdv1.5). Its multi-step generators (backward simulation) are trained for SDXL only; on
+SD-1.5 it trains one step, so a 4-step SD-1.5 DMD2 takes the SDXL recipe's mechanism, as here.
+Each of those is a field: `key=value` or a preset sets it.
 """
 from __future__ import annotations
 
