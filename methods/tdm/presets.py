@@ -168,7 +168,7 @@ PRESETS["dmd2-sd15"] = {**{k: v for k, v in PAPER["sd15"].items() if k != "itera
 # the video world's evaluations sample with ODE solvers, not as DMD2 samples).
 METHOD_VARIANTS = {"tiny-sd15": {
     "dmd2-4step": dict(DMD2, iterations=5000, checkpoint_every=1000,
-                       execution="eager"),  # DMD2's iterations are not written for CUDA graphs yet
+                       execution="eager"),  # DMD2's graphs are not yet checked against eager (methods/dmd2)
 }}
 for _world, _variants in METHOD_VARIANTS.items():
     for _variant, _changes in _variants.items():

@@ -141,8 +141,8 @@ def _execution(config: TrainConfig, accelerator, algorithm) -> str:
     if accelerator.device.type != "cuda":
         return "eager"  # graphs are a CUDA feature; the same iterations run eagerly
     if not algorithm.cuda_graphs:
-        raise UserError(f"execution=cuda_graph is not available for {algorithm.title} (its iterations are not "
-                        "written for capture yet): set execution=eager")
+        raise UserError(f"execution=cuda_graph is not available for {algorithm.title} (its captured iterations "
+                        "have not yet been checked against eager ones on a GPU): set execution=eager")
     if accelerator.num_processes > 1:
         raise UserError("execution=cuda_graph runs on one process; with several use execution=eager")
     if config.gradient_checkpointing:
