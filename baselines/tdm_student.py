@@ -10,8 +10,9 @@ A TDM student is sampled with an ODE solver ("ddim" or "dpmpp"). One trained on 
 timesteps (TDMConfig.timesteps, in the card's config) is sampled on them at its own step count,
 through DPM-Solver++'s `timesteps=` (solver "dpmpp"); diffusers' DDIM steps t -> t - T/N whatever
 the list, so solver "ddim" is refused there. Other step counts take the trailing spacing, as for
-any student. A DMD2 student (methods/dmd2) is sampled as it was trained, with solver "lcm": x0 at
-each timestep, re-noised with fresh noise (LCMScheduler), on its card's timesteps.
+any student. DMD2 and LCM students (methods/dmd2, methods/lcm) are sampled as they were trained,
+with solver "lcm": x0 at each timestep, re-noised with fresh noise (LCMScheduler), on their card's
+timesteps and at their card's guidance scale (LCM's is an input of its UNet, not CFG).
 
     sampler = StudentSampler.from_run("runs/tiny-sd15-unify", steps=2, solver="dpmpp")
     images = sampler.sample(prompts, seeds)
@@ -97,7 +98,7 @@ def student_spec(run_dir: str | Path, steps: int, solver: str, name: str | None,
                        guidance=float(card["guidance_scale"]))
 
 
-SOLVERS_OF = {"TDM": ("ddim", "dpmpp"), "DMD2": ("lcm",)}  # how each method's students are sampled
+SOLVERS_OF = {"TDM": ("ddim", "dpmpp"), "DMD2": ("lcm",), "LCM": ("lcm",)}  # how each method's students are sampled
 
 
 def read_card(folder: str | Path, solver: str) -> dict:

@@ -2,7 +2,7 @@
 # The speed measurements in results/bench/*-h200.json, on one GPU, by section (default: all; about
 # 20 minutes on an H200, each section under 10):
 #   bash scripts/bench-h200.sh [gpu-test] [tiny] [sd15] [sd15-compile] [sd15-strata] [large] [cell] [sdxl-offload] [metrics] [metrics-parity] [video] [table4-world] [sd15-profile] [sd15-networks] [video-offload]
-#                           [dmd2-curve]
+#                           [dmd2-curve] [lcm-curve]
 #                                                                           (writes to $OUT, default results/bench/new)
 #   gpu-test  tests/test_tdm_cuda.py: graphs against eager, per-row against every-row roll-outs
 #   tiny      tiny-sd15 at batch 256: CUDA graphs against eager, and graphs with torch.compile against without
@@ -38,12 +38,14 @@
 #             then the same sweep command with --seeds 0,1 on any machine writes the summary from them, and
 #             `python -m harness.curves budget-4step budget-dmd2-4step --x train_seconds` the comparison). Not yet run:
 #             on a 2-core CPU an iteration takes 8.4 s (TDM's 29 s), so the last budget may not finish in one call
+#   lcm-curve   LCM's convergence on tiny-sd15 at 500, 1,000 and 2,000 iterations, seeds 0 and 1 side by side,
+#             eager; cells in $OUT/lcm-curve/ (copy into results/sweeps/budget-lcm-4step/). Not yet run
 #   video     CogVideoX-2B at 49 x 480 x 720 on random weights: a 4-step sample by part (encoding, steps, VAE
 #             decode plain and tiled), then TDM LoRA training at batch 1, with and without gradient checkpointing
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1  # PYTHON=.venv/bin/python to use the project's environment
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/bench/new}; mkdir -p "$OUT"
-SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile, sd15-networks, video-offload, dmd2-curve only when named
+SECTIONS=${*:-gpu-test tiny sd15 large cell}  # sd15-compile, sd15-strata, sdxl-offload, metrics, metrics-parity, video, table4-world, sd15-profile, sd15-networks, video-offload, dmd2-curve, lcm-curve only when named
 T0=$(date +%s); stamp() { echo "=== $1 at +$(( $(date +%s) - T0 )) s"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 summary() { $PY -c "
@@ -177,6 +179,16 @@ if want dmd2-curve; then  # each seed's budgets share one run (harness.sweep); w
   wait
   mkdir -p $OUT/dmd2-curve && cp -r /tmp/dmd2-seed*/sweeps/budget-dmd2-4step/tiny-sd15 $OUT/dmd2-curve/ 2>/dev/null
   tail -3 $OUT/dmd2-curve-seed*.log
+fi
+if want lcm-curve; then
+  stamp lcm-curve
+  for S in 0 1; do
+    timeout 540 $PY -m harness.sweep budget-lcm-4step --variant lcm-4step --set iterations=500,1000,2000 \
+      --seeds $S --device cuda --results-dir /tmp/lcm-seed$S --no-progress > $OUT/lcm-curve-seed$S.log 2>&1 &
+  done
+  wait
+  mkdir -p $OUT/lcm-curve && cp -r /tmp/lcm-seed*/sweeps/budget-lcm-4step/tiny-sd15 $OUT/lcm-curve/ 2>/dev/null
+  tail -3 $OUT/lcm-curve-seed*.log
 fi
 if want cell; then
   stamp table5-cell

@@ -74,6 +74,12 @@ class DistillConfig:
         """Several step counts, drawn uniformly per iteration (TDM-unify, Eq. 8)."""
         return len(self.steps) > 1
 
+    @property
+    def conditioned(self) -> bool:
+        """Whether the trained networks take an extra condition through `time_cond_proj_dim`: K for
+        TDM-unify with step conditioning (Eq. 8); LCM's guidance scale w always."""
+        return self.unify and self.step_conditioning
+
 
 def check_positive(name: str, value: float) -> None:
     if not (value > 0 and math.isfinite(value)):

@@ -2,12 +2,12 @@
 
 A method is the part of a run that is its algorithm: its config class, the random numbers of an
 iteration (drawn per global batch from the iteration's generator, so one process and N agree and
-a resumed run repeats itself), one iteration's updates of the trained roles, and the scheduler its
-exported student is sampled with. Everything else — backbones, accelerate, mixed precision,
-checkpoints and resume, FLOPs, logs, the data workers and the export's pipeline folder — is the
-loop's, and serves every method alike.
+a resumed run repeats itself), one iteration's updates of the roles it trains, whether it learns
+from captioned images, and the scheduler and guidance scale its exported student is sampled with.
+Everything else — backbones, accelerate, mixed precision, checkpoints and resume, FLOPs, logs, the
+data workers and the export's pipeline folder — is the loop's, and serves every method alike.
 
-    METHODS = {"tdm": ..., "dmd2": ...}
+    METHODS = {"tdm": ..., "dmd2": ..., "lcm": ...}
     method = get_method("dmd2")          # UserError with did-you-mean for an unknown name
 
 Adding a method: a `config.py` (a frozen dataclass extending methods.common.config.DistillConfig
@@ -25,6 +25,7 @@ from .errors import UserError, did_you_mean
 METHODS = {
     "tdm": "methods.tdm.method:TDM",
     "dmd2": "methods.dmd2.method:DMD2",
+    "lcm": "methods.lcm.method:LCM",
 }
 
 
@@ -34,6 +35,11 @@ class Method(Protocol):
     config_class: type     # its frozen config dataclass (extends DistillConfig)
     cuda_graphs: bool      # whether its iterations may be captured (execution="cuda_graph")
     solver: str            # how the small worlds' evaluation samples its students (baselines.tdm_student)
+    trained: tuple         # the roles with an optimiser, in checkpoint order (model.safetensors, model_1, ...);
+                           # the backbone's other trainable copies are held and checkpointed (LCM's EMA target)
+    needs_data: bool       # whether an iteration learns from captioned images (train_step's `data`: latents)
+    folds_condition: bool  # whether the export folds a time_cond_proj_dim condition away (TDM-unify's K);
+                           # LCM keeps its guidance-scale input
 
     def check(self, config) -> None:
         """UserError for a TrainConfig this method cannot run (a backbone, an option)."""
@@ -47,11 +53,14 @@ class Method(Protocol):
         return "every_row"."""
 
     def train_step(self, cfg, roles, optimisers: dict, noise, cond, uncond, draws, K: int, step_cond=None,
-                   accelerator=None, options=None) -> dict:
+                   accelerator=None, options=None, data=None) -> dict:
         """One iteration's updates; the detached losses of this process's rows by role."""
 
     def export_scheduler(self, scheduler_config: dict):
         """The diffusers scheduler an exported student folder samples with, from the teacher's config."""
+
+    def sampling_guidance(self, cfg) -> float:
+        """The guidance_scale its exported students are sampled with (1: CFG distilled into the student)."""
 
     def sampling_timesteps(self, cfg, K: int) -> list[int] | None:
         """The timesteps a K-step student is sampled on, when `pipe(..., timesteps=[...])` must pass them;

@@ -8,7 +8,8 @@ dependency stays one-way in the code: methods say what they need, the harness su
 
 What the methods use of each provider:
 - tiny-sd15 (harness/worlds/tiny_sd15/provider.py): `PIPELINE` (its diffusers folder),
-  `training_prompts(seed, n)`, `vocabulary()` (its words) and `scheduler()` (SD-1.5's schedule);
+  `training_prompts(seed, n)`, `training_images(seed, n)` (captioned images, for methods that learn
+  from data), `vocabulary()` (its words) and `scheduler()` (SD-1.5's schedule);
 - tiny-cogvideox (harness/worlds/tiny_cogvideox/provider.py): the same four, for its
   CogVideoXPipeline (`PIPELINE` raises a UserError saying how to build the world when it is not built);
 - gmm (harness/worlds/gmm): `GaussianMixture`, `ExactDenoiser`, `ResidualStudent`, `sd15_schedule`.

@@ -122,6 +122,9 @@ class DMD2:
     # so they should replay as TDM's do; False until tests/test_tdm_cuda.py's DMD2 case has passed on a GPU.
     cuda_graphs = False
     solver = "lcm"       # sampled as trained: x0 at each timestep, re-noised with fresh noise
+    trained = ("student", "fake_score")
+    needs_data = False
+    folds_condition = True
 
     def check(self, config) -> None:
         if config.backbone not in BACKBONES:
@@ -136,7 +139,7 @@ class DMD2:
         return "every_row"
 
     def train_step(self, cfg: DMD2Config, roles, optimisers: dict, noise, cond, uncond, draws: DMD2Draws, K: int,
-                   step_cond=None, accelerator=None, options=None) -> dict:
+                   step_cond=None, accelerator=None, options=None, data=None) -> dict:
         timesteps = student_timesteps(K, cfg.num_train_timesteps, cfg.timesteps)
         x_s = backward_simulation(roles, noise, cond, draws, timesteps)
         t_s = torch.full((len(noise),), timesteps[draws.s], device=noise.device, dtype=torch.long)
@@ -154,6 +157,9 @@ class DMD2:
         from diffusers import LCMScheduler
 
         return LCMScheduler.from_config(scheduler_config)
+
+    def sampling_guidance(self, cfg: DMD2Config) -> float:
+        return 1.0  # CFG is distilled into the student
 
     def sampling_timesteps(self, cfg: DMD2Config, K: int) -> list[int]:
         """Always explicit: LCMScheduler's own K-step spacing ([999, 759, 499, 259] at K = 4) is not

@@ -13,6 +13,9 @@ class TDM:
     config_class = TDMConfig
     cuda_graphs = True
     solver = "dpmpp"  # the paper's test solver for its TDM numbers (Table 6)
+    trained = ("student", "fake_score")
+    needs_data = False
+    folds_condition = True  # TDM-unify's K: one plain UNet per K
 
     def check(self, config) -> None:
         pass  # every backbone and option of TrainConfig runs TDM
@@ -46,7 +49,7 @@ class TDM:
         return "every_row"
 
     def train_step(self, cfg, roles, optimisers, noise, cond, uncond, draws, K, step_cond=None, accelerator=None,
-                   options=None) -> dict:
+                   options=None, data=None) -> dict:
         return train_step(cfg, roles, optimisers, noise, cond, uncond, draws, K, step_cond, accelerator,
                           *(() if options is None else (options,)))
 
@@ -57,6 +60,9 @@ class TDM:
 
         return DPMSolverMultistepScheduler.from_config(scheduler_config, algorithm_type="dpmsolver++", solver_order=2,
                                                        timestep_spacing="trailing")
+
+    def sampling_guidance(self, cfg: TDMConfig) -> float:
+        return 1.0  # CFG is distilled into the student
 
     def sampling_timesteps(self, cfg: TDMConfig, K: int) -> list[int] | None:
         """The explicit timesteps a K-step student samples on (TDMConfig.timesteps); None: the scheduler's

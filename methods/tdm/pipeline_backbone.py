@@ -67,6 +67,8 @@ class PipelineBackbone:
         self._check_method(config)
         self.config, self.device = config, device
         self.prompts = prompt_source(config)
+        # A method that learns from data (LCM) gets captioned images instead of captions alone.
+        self.images = image_source(config) if get_method(config.algorithm).needs_data else None
         self.folder = resolve_teacher(config.teacher, self.COMPONENTS)
         self.pipe = pipe = self._load()
         denoiser = getattr(pipe, self.DENOISER)
@@ -79,6 +81,8 @@ class PipelineBackbone:
         teacher = denoiser.to(device, weight_dtype).requires_grad_(False).eval()
         for name in self.TEXT_ENCODERS:
             getattr(pipe, name).to(device, weight_dtype).requires_grad_(False).eval()
+        if self.images is not None:  # in float32: the exported folder keeps this VAE as it was loaded
+            pipe.vae.to(device).requires_grad_(False).eval()
         adapter = lambda model: self.ADAPTER.from_scheduler(model, pipe.scheduler)  # noqa: E731
         self.roles = Roles(adapter(self.modules["student"]), adapter(self.modules["fake_score"]), adapter(teacher),
                            NoiseSchedule.from_scheduler(pipe.scheduler))
@@ -155,7 +159,7 @@ class PipelineBackbone:
     def _trainable(self, denoiser, device=None):
         """Algorithm 1, line 1: a float32 copy of the teacher; with step conditioning and LoRA when asked."""
         model = copy.deepcopy(denoiser).float().to(device or self.device)
-        if self.config.method.unify and self.config.method.step_conditioning:
+        if self.config.method.conditioned:
             model = with_step_conditioning(model)
         if self.config.lora_rank:
             add_lora(model, self.config.lora_rank)
@@ -185,9 +189,26 @@ class PipelineBackbone:
 
     def host_batch(self, rng: BatchRandom, step: int) -> dict:
         """What the CPU prepares for this process's rows of the global batch of `step` (in a data
-        loader's worker when there is one): the noise and the prompts' tokens."""
+        loader's worker when there is one): the noise and the prompts' tokens; for a method that
+        learns from data, its captioned images ("images", in [-1, 1])."""
+        if self.images is not None:
+            captions, images = self.images(self.config.seed, step, rng.global_size)
+            return {"noise": rng.randn(*self.latent_shape), "text": self._tokenize(list(captions[rng.rows])),
+                    "images": images[rng.rows]}
         prompts = list(self.prompts(self.config.seed, step, rng.global_size)[rng.rows])
         return {"noise": rng.randn(*self.latent_shape), "text": self._tokenize(prompts)}
+
+    @torch.no_grad()
+    def device_data(self, host: dict) -> torch.Tensor:
+        """The images of `host_batch` as the denoiser's latents x0, on the training device: the VAE
+        posterior's mean (not a sample, so that an iteration's data depends on its step alone)."""
+        vae = self.pipe.vae
+        latents = vae.encode(host["images"].to(self.device, vae.dtype, non_blocking=True)).latent_dist.mean
+        latents = latents * vae.config.scaling_factor
+        if tuple(latents.shape[1:]) != tuple(self.latent_shape):
+            raise UserError(f"the data's latents are {tuple(latents.shape[1:])}, the trained ones {self.latent_shape}: "
+                            "train at the images' resolution (resolution=0)")
+        return latents
 
     def device_batch(self, host: dict):
         """Noise, cond and uncond on the training device, from `host_batch`'s output."""
@@ -215,7 +236,7 @@ class PipelineBackbone:
             lora_dir = out / "lora"
             self._save_lora(model, lora_dir)
             merge_lora(model)
-        if getattr(model.config, "time_cond_proj_dim", None) is not None:
+        if getattr(model.config, "time_cond_proj_dim", None) is not None and algorithm.folds_condition:
             model = fold_step_conditioning(model, K)
         scheduler = algorithm.export_scheduler(self.pipe.scheduler.config)
         components = {**self.pipe.components, self.DENOISER: model, "scheduler": scheduler}
@@ -276,13 +297,27 @@ def add_to_card(out: Path, **fields) -> None:
 def write_student_card(out: Path, config: TrainConfig, K: int, timesteps, lora_dir, lora_how_to_load=None) -> None:
     from dataclasses import asdict
 
-    card = {"method": get_method(config.algorithm).title, "steps": K, "timesteps": timesteps, "guidance_scale": 1.0,
-            "note": "CFG is distilled into the student: sample with guidance_scale=1",
+    algorithm = get_method(config.algorithm)
+    guidance = algorithm.sampling_guidance(config.method)
+    note = ("CFG is distilled into the student: sample with guidance_scale=1" if guidance == 1.0 else
+            f"the student takes the guidance scale as an input (time_cond_proj_dim), not by CFG: sample with "
+            f"guidance_scale={guidance:g}")
+    card = {"method": algorithm.title, "steps": K, "timesteps": timesteps, "guidance_scale": guidance, "note": note,
             "lora": None if lora_dir is None else str(lora_dir.name), "config": asdict(config)}
     if lora_how_to_load:
         card["lora_how_to_load"] = lora_how_to_load
     out.mkdir(parents=True, exist_ok=True)
     (out / "tdm_student.json").write_text(json.dumps(card, indent=2, default=list))
+
+
+def image_source(config: TrainConfig):
+    """images(seed, step, n) -> (n captions, n images in [-1, 1]) of the global batch of `step`: a
+    world's captioned training images (a pure function)."""
+    if not provides(config.prompts, "training_images"):
+        raise UserError(f"{get_method(config.algorithm).title} learns from captioned images: prompts= must name a "
+                        f"world that provides them (tiny-sd15), got prompts={config.prompts!r}")
+    images = world(config.prompts).training_images
+    return lambda seed, step, n: images(seed * 1_000_003 + step, n)
 
 
 def prompt_source(config: TrainConfig):

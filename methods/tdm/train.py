@@ -1,8 +1,9 @@
-"""Train a student: TDM, or another method of the registry (methods/common/method.py: DMD2), which
-a preset picks. This loop is every method's; the method brings its draws and its iteration.
+"""Train a student: TDM, or another method of the registry (methods/common/method.py: DMD2, LCM),
+which a preset picks. This loop is every method's; the method brings its draws and its iteration.
 
     python -m methods.tdm.train --preset tiny-sd15-4step [key=value ...] [--dry-run]
     python -m methods.tdm.train --preset tiny-sd15-dmd2-4step                     (DMD2)
+    python -m methods.tdm.train --preset tiny-sd15-lcm-4step                      (LCM)
     accelerate launch --multi_gpu --num_processes 2 -m methods.tdm.train --preset ...   (DDP)
     accelerate launch --config_file methods/tdm/accelerate_configs/fsdp.yaml --num_processes 2 -m ...  (FSDP2)
     python -m methods.tdm.train --list
@@ -93,10 +94,11 @@ def _accelerator(config: TrainConfig, device: str | None):
     return accelerator, weight_dtype
 
 
-def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tuple[object, dict, object]:
-    """AdamW per role (App. D), each network with its optimiser through accelerate.prepare (DDP or
-    FSDP wrapping; FSDP2 takes one network per call). The roles then see the wrapped networks.
-    Also the student's learning-rate schedule (None when constant).
+def _prepare(accelerator, backbone, config: TrainConfig, execution: str, algorithm) -> tuple[object, dict, object]:
+    """AdamW per trained role (App. D), each network with its optimiser through accelerate.prepare (DDP
+    or FSDP wrapping; FSDP2 takes one network per call). The roles then see the wrapped networks. A
+    copy the method holds without training (LCM's EMA target, in the fake score's place) is
+    checkpointed beside them. Also the student's learning-rate schedule (None when constant).
 
     On CUDA AdamW is fused (one kernel per step instead of a dozen per tensor), and under CUDA
     graphs also `capturable`, so that its step count lives on the GPU and the step can be replayed.
@@ -108,7 +110,7 @@ def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tupl
     fused = accelerator.device.type == "cuda" and accelerator.distributed_type != DistributedType.FSDP
     scheduled = method.lr_schedule != "constant" or method.lr_warmup > 0
     wrapped, optimisers = {}, {}
-    for name in ("student", "fake_score"):
+    for name in algorithm.trained:
         module = backbone.modules[name]
         lr = method.lr_student if name == "student" else method.lr_fake
         if name == "student" and scheduled and execution == "cuda_graph":
@@ -117,7 +119,12 @@ def _prepare(accelerator, backbone, config: TrainConfig, execution: str) -> tupl
                                       betas=method.adam_betas, weight_decay=method.weight_decay, fused=fused or None,
                                       capturable=execution == "cuda_graph")
         wrapped[name], optimisers[name] = accelerator.prepare(module, optimiser)
-    backbone.roles.student.model, backbone.roles.fake_score.model = wrapped["student"], wrapped["fake_score"]
+    for name, module in backbone.modules.items():
+        if name not in wrapped:
+            accelerator.register_for_checkpointing(module.requires_grad_(False))
+    backbone.roles.student.model = wrapped["student"]
+    if "fake_score" in wrapped:
+        backbone.roles.fake_score.model = wrapped["fake_score"]
     return wrapped["student"], optimisers, _lr_schedule(config, accelerator, optimisers["student"]) if scheduled else None
 
 
@@ -237,7 +244,7 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     accelerator, weight_dtype = _accelerator(config, device)
     execution = _execution(config, accelerator, algorithm)
     backbone = load_backbone(config, accelerator.device, weight_dtype)
-    student, optimisers, lr_schedule = _prepare(accelerator, backbone, config, execution)
+    student, optimisers, lr_schedule = _prepare(accelerator, backbone, config, execution, algorithm)
     options = _speed_options(config, accelerator, backbone, execution, algorithm)
     start = _resume(accelerator, config, optimisers)
     if accelerator.is_main_process:
@@ -260,13 +267,14 @@ def train(config: TrainConfig, device: str | None = None, show_progress: bool = 
     for item in bar:
         step, K = item["step"], item["K"]
         noise, cond, uncond = backbone.device_batch(item["batch"])
+        data = backbone.device_data(item["batch"]) if algorithm.needs_data else None
         draws = item["draws"].to(accelerator.device, non_blocking=True)
         # The run's first iteration also counts its FLOPs (matmuls and convolutions, forward and
         # backward, this process's rows). Only iteration 0: counting can change the float rounding
         # of an iteration, and a resumed run must repeat the uninterrupted one bit for bit.
         counter = FlopCounterMode(display=False) if step == 0 else None
         with _counting(counter):
-            losses = iterate(K, noise, cond, uncond, draws)
+            losses = iterate(K, noise, cond, uncond, draws, data)
         if counter is not None:
             _write_flops(accelerator, output_dir / FLOPS, counter.get_total_flops(), K)
         if lr_schedule is not None:
@@ -322,7 +330,7 @@ def exit_launched(code: int) -> None:
 
 def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: StepOptions, execution: str,
                algorithm):
-    """iterate(K, noise, cond, uncond, draws) -> losses: one call of the method's train_step, eager or
+    """iterate(K, noise, cond, uncond, draws, data) -> losses: one call of the method's train_step, eager or
     replayed from a CUDA graph captured per (K, draws.graph_key) (graphs.py; TDM: the roll-out depth)."""
     method, roles, step_conds = config.method, backbone.roles, {}
 
@@ -334,10 +342,11 @@ def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: 
     def run(K, tensors):
         with accelerator.autocast():
             return algorithm.train_step(method, roles, optimisers, tensors["noise"], tensors["cond"], tensors["uncond"],
-                                        tensors["draws"], K, tensors["step_cond"], accelerator, options)
+                                        tensors["draws"], K, tensors["step_cond"], accelerator, options,
+                                        data=tensors["data"])
 
-    def tensors(K, noise, cond, uncond, draws):
-        return dict(noise=noise, cond=cond, uncond=uncond, draws=draws, step_cond=step_cond(K, len(noise)))
+    def tensors(K, noise, cond, uncond, draws, data):
+        return dict(noise=noise, cond=cond, uncond=uncond, draws=draws, step_cond=step_cond(K, len(noise)), data=data)
 
     if execution != "cuda_graph":
         return lambda K, *batch: run(K, tensors(K, *batch))
@@ -348,7 +357,8 @@ def _iteration(config: TrainConfig, accelerator, backbone, optimisers, options: 
     # call: a second warm-up per key compiles them before capture, so that the graph records
     # the compiled kernels.
     graphs = CapturedIterations(lambda key, inputs: run(key[0], inputs), warmup=2 if config.compile else 1)
-    return lambda K, *batch: graphs((K, *batch[-1].graph_key), tensors(K, *batch))
+    return lambda K, noise, cond, uncond, draws, data: graphs((K, *draws.graph_key),
+                                                             tensors(K, noise, cond, uncond, draws, data))
 
 
 def _plain_student(accelerator, backbone, student):
