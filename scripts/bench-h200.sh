@@ -170,26 +170,19 @@ if want table4-world; then  # Table 4 on tiny-cogvideox: the three student seeds
   cp /tmp/table4-seed*/table4/tiny-cogvideox/4step-*.json /tmp/table4-seed0/table4/tiny-cogvideox/teacher-*.json $OUT/table4/  # what finished, even after a timeout
   ls $OUT/table4
 fi
-if want dmd2-curve; then  # each seed's budgets share one run (harness.sweep); what finished is kept
-  stamp dmd2-curve
+curve() {  # curve NAME VARIANT BUDGETS: a budget sweep on tiny-sd15, seeds 0 and 1 side by side; each seed's
+  local name=$1 variant=$2 budgets=$3   # budgets share one run (harness.sweep), and what finished is kept
+  stamp $name
   for S in 0 1; do
-    timeout 540 $PY -m harness.sweep budget-dmd2-4step --variant dmd2-4step --set iterations=1000,2500,5000 \
-      --seeds $S --device cuda --results-dir /tmp/dmd2-seed$S --no-progress > $OUT/dmd2-curve-seed$S.log 2>&1 &
+    timeout 540 $PY -m harness.sweep budget-$variant --variant $variant --set iterations=$budgets \
+      --seeds $S --device cuda --results-dir /tmp/$name-seed$S --no-progress > $OUT/$name-seed$S.log 2>&1 &
   done
   wait
-  mkdir -p $OUT/dmd2-curve && cp -r /tmp/dmd2-seed*/sweeps/budget-dmd2-4step/tiny-sd15 $OUT/dmd2-curve/ 2>/dev/null
-  tail -3 $OUT/dmd2-curve-seed*.log
-fi
-if want lcm-curve; then
-  stamp lcm-curve
-  for S in 0 1; do
-    timeout 540 $PY -m harness.sweep budget-lcm-4step --variant lcm-4step --set iterations=500,1000,2000 \
-      --seeds $S --device cuda --results-dir /tmp/lcm-seed$S --no-progress > $OUT/lcm-curve-seed$S.log 2>&1 &
-  done
-  wait
-  mkdir -p $OUT/lcm-curve && cp -r /tmp/lcm-seed*/sweeps/budget-lcm-4step/tiny-sd15 $OUT/lcm-curve/ 2>/dev/null
-  tail -3 $OUT/lcm-curve-seed*.log
-fi
+  mkdir -p $OUT/$name && cp -r /tmp/$name-seed*/sweeps/budget-$variant/tiny-sd15 $OUT/$name/ 2>/dev/null
+  tail -3 $OUT/$name-seed*.log
+}
+if want dmd2-curve; then curve dmd2-curve dmd2-4step 1000,2500,5000; fi
+if want lcm-curve; then curve lcm-curve lcm-4step 500,1000,2000; fi
 if want cell; then
   stamp table5-cell
   timeout 150 $PY -m harness.reproduce table5 --device cuda --scale full --seeds 0 --variants 4step --results-dir /tmp/r --no-progress > $OUT/cell.log 2>&1; echo rc=$?
