@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from baselines.base import SamplerSpec
-from baselines.teacher import SOLVERS, TeacherSampler
+from baselines.teacher import SOLVERS, STUDENT_SOLVERS, TeacherSampler
 from methods.common.provenance import provenance, write_json_atomic
 from harness.worlds import check_world
 from harness.worlds.tiny_sd15 import grammar
@@ -71,8 +71,8 @@ def _guidance(text: str) -> float:
 def _solver_list(text: str) -> list[str]:
     values = text.split(",")
     for v in values:
-        if v not in SOLVERS:
-            raise argparse.ArgumentTypeError(f"unknown solver {v!r}; expected {', '.join(SOLVERS)}")
+        if v not in STUDENT_SOLVERS:  # "lcm" for an LCM or DMD2 student's folder (--pipeline)
+            raise argparse.ArgumentTypeError(f"unknown solver {v!r}; expected {', '.join(STUDENT_SOLVERS)}")
     return values
 
 

@@ -163,3 +163,38 @@ def test_a_tiny_sd15_run_learns_from_the_worlds_images_and_exports_an_lcm_pipeli
     assert images.shape[0] == 2 and images.dtype == np.uint8
     assert len(calls) == 4 and all(c is not None and c.shape == (2, 256) for c in calls)  # no CFG: w is embedded
     torch.testing.assert_close(calls[0][0], obj.guidance_embedding(torch.tensor([2.5]), 256)[0])
+
+
+def test_tdm_starts_from_an_lcm_student_folded_at_its_guidance_scale(tmp_path):
+    """Fig. 8's set-up: TDM initialised from LCM. The LCM UNet's guidance input is folded at the scale its
+    card samples with, so the student TDM starts from computes what the LCM student computes there."""
+    from diffusers import UNet2DConditionModel
+
+    from methods.tdm.backbones import load_backbone
+
+    lcm = tmp_path / "lcm"
+    train(resolve("tiny-sd15-lcm-4step", ["batch_size=4", "iterations=1", "checkpoint_every=0", "tracker=none",
+                                          f"output_dir={lcm}"]), "cpu", show_progress=False)
+    # One step barely moves cond_proj from zero: give it weights whose fold matters.
+    lcm_unet = UNet2DConditionModel.from_pretrained(str(lcm / "student-K4" / "unet"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        lcm_unet.time_embedding.cond_proj.weight.copy_(
+            0.1 * torch.randn(lcm_unet.time_embedding.cond_proj.weight.shape, generator=g))
+    lcm_unet.save_pretrained(str(lcm / "student-K4" / "unet"))
+    settings = ["batch_size=4", "iterations=1", "checkpoint_every=0", "tracker=none", f"output_dir={tmp_path / 'tdm'}",
+                f"student_init={lcm / 'student-K4'}"]
+    config = resolve("tiny-sd15-4step", settings)
+    student = load_backbone(config, torch.device("cpu"), torch.float32).modules["student"]
+    assert student.config.time_cond_proj_dim is None
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    text = torch.randn(2, 77, lcm_unet.config.cross_attention_dim, generator=g)
+    t = torch.tensor([999, 259])
+    w = obj.guidance_embedding(torch.tensor([2.5, 2.5]), 256)
+    with torch.no_grad():
+        folded = student(x, t, text).sample
+        torch.testing.assert_close(folded, lcm_unet(x, t, text, timestep_cond=w).sample, rtol=1e-4, atol=1e-5)
+        other = lcm_unet(x, t, text, timestep_cond=obj.guidance_embedding(torch.tensor([7.0, 7.0]), 256)).sample
+        assert (folded - other).abs().max() > 1e-3  # the guidance input matters: the fold picked w = 2.5
+    summary = train(config, "cpu", show_progress=False)  # and TDM trains from it
+    assert summary["iterations"] == 1 and summary["exported"]

@@ -24,7 +24,7 @@ from methods.common.worlds import provides, world
 
 from .config import TrainConfig
 from .randomness import BatchRandom
-from .step_conditioning import fold_step_conditioning, with_step_conditioning
+from .step_conditioning import fold_condition, fold_step_conditioning, with_step_conditioning
 from .trainer import Roles
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections: UNet and PixArt alike
@@ -168,7 +168,7 @@ class PipelineBackbone:
     def _initial_student(self, denoiser):
         """Algorithm 1, line 1 starts the student from the teacher; `student_init` names an earlier run's
         exported student instead (SDXL's second stage, App. D: the teacher and the fake score still
-        start from the teacher)."""
+        start from the teacher; or an LCM student, folded at its guidance scale: Fig. 8)."""
         if not self.config.student_init:
             return denoiser
         folder = Path(self.config.student_init)
@@ -178,6 +178,7 @@ class PipelineBackbone:
             raise UserError(f"student_init={folder}: cannot load {folder / self.DENOISER} as {type(denoiser).__name__}"
                             f" ({str(err).splitlines()[0] if str(err) else type(err).__name__}); give an exported "
                             "student folder such as <output_dir>/student-K4") from None
+        student = _without_guidance_input(student, folder)
         shapes = lambda model: {k: tuple(v.shape) for k, v in model.state_dict().items()}  # noqa: E731
         if shapes(student) != shapes(denoiser):
             raise UserError(f"student_init={folder}: its {self.DENOISER} is not the teacher's architecture")
@@ -254,6 +255,21 @@ class PipelineBackbone:
                                       f"{type(scheduler).__name__}; num_inference_steps alone samples on its own "
                                       f"spacing, {own}, not this student's timesteps")
         return out
+
+
+def _without_guidance_input(student, folder: Path):
+    """An LCM student (a guidance-scale input through time_cond_proj_dim) as a plain UNet at the guidance
+    scale its card samples with, so that TDM can start from it (Fig. 8); any other student as it is."""
+    card = folder / "tdm_student.json"
+    if getattr(student.config, "time_cond_proj_dim", None) is None or not card.is_file():
+        return student
+    card = json.loads(card.read_text())
+    if card.get("method") != "LCM":
+        return student
+    from methods.lcm.objective import guidance_embedding
+
+    w = torch.tensor([float(card["guidance_scale"]) - 1])  # pipelines embed guidance_scale - 1
+    return fold_condition(student, guidance_embedding(w, student.config.time_cond_proj_dim))
 
 
 def _float(cond: dict) -> dict:

@@ -58,13 +58,18 @@ def _cond_proj(model) -> torch.nn.Linear:
 
 
 def fold_step_conditioning(model, K: int):
-    """A plain copy (no time_cond_proj_dim) that behaves as `model` does with step_cond = embed(K).
+    """A plain copy (no time_cond_proj_dim) that behaves as `model` does with step_cond = embed(K)."""
+    return fold_condition(model, step_embedding(torch.tensor([K]), model.config.time_cond_proj_dim))
+
+
+def fold_condition(model, embedding: torch.Tensor):
+    """A plain copy (no time_cond_proj_dim) that behaves as `model` does with this one condition (1, dim):
+    TDM-unify's K, or an LCM student's guidance scale.
 
     linear_1(s + P e) = linear_1(s) + W_1 P e, so the constant W_1 P e moves into linear_1's bias.
     """
-    dim = model.config.time_cond_proj_dim
     proj = _cond_proj(model)
-    e = step_embedding(torch.tensor([K]), dim).to(device=proj.weight.device, dtype=torch.float64)
+    e = embedding.to(device=proj.weight.device, dtype=torch.float64)
     linear_1 = model.time_embedding.linear_1
     shift = (linear_1.weight.double() @ (proj.weight.double() @ e[0]))
     plain = type(model).from_config(_config_with(model, time_cond_proj_dim=None))
