@@ -1,6 +1,6 @@
 # The two commands a newcomer needs; each sets up ./.venv first if it is missing or stale.
 #   make reproduce   the main job on the shipped tiny-sd15 world
-#   make test        the test suite (620 tests; 11-20 minutes on a 2-core machine)
+#   make test        the test suite (621 tests; 11-20 minutes on a 2-core machine)
 # and, for the metric scorers against the reference packages (a second environment, ./.venv-metrics):
 #   make test-metrics
 PY := .venv/bin/python
