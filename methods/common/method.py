@@ -11,8 +11,8 @@ data workers and the export's pipeline folder — is the loop's, and serves ever
     method = get_method("dmd2")          # UserError with did-you-mean for an unknown name
 
 Adding a method: a `config.py` (a frozen dataclass extending methods.common.config.DistillConfig
-with `name` set), a `method.py` with a class of the `Method` shape below, presets, a test, and one
-line in METHODS.
+with `name` set), a `method.py` with a class of the `Method` shape below (subclass `MethodBase` for
+its defaults), presets, a test, and one line in METHODS.
 """
 from __future__ import annotations
 
@@ -65,6 +65,34 @@ class Method(Protocol):
     def sampling_timesteps(self, cfg, K: int) -> list[int] | None:
         """The timesteps a K-step student is sampled on, when `pipe(..., timesteps=[...])` must pass them;
         None when the exported scheduler's own K-step spacing is the trained one."""
+
+
+class MethodBase:
+    """The defaults of the `Method` shape, which a method overrides where it differs: a student and a fake
+    score trained, no data, eager until its graphs are checked on a GPU, one micro-batch, every row
+    rolled out, and CFG distilled into an exported student that samples on its scheduler's own timesteps."""
+    cuda_graphs = False
+    trained = ("student", "fake_score")
+    needs_data = False
+    folds_condition = True
+    backbones: tuple = ()  # the backbones it trains (TrainConfig.backbone); (): every one
+    accumulates = False    # whether its train_step splits the batch into micro-batches (grad_accumulation)
+
+    def check(self, config) -> None:
+        if self.backbones and config.backbone not in self.backbones:
+            raise UserError(f"{self.title} trains the backbones {', '.join(self.backbones)}; "
+                            f"got backbone={config.backbone}")
+        if config.grad_accumulation != 1 and not self.accumulates:
+            raise UserError(f"{self.title} has no gradient accumulation yet: set grad_accumulation=1")
+
+    def rollout(self, config, accelerator, execution: str) -> str:
+        return "every_row"
+
+    def sampling_guidance(self, cfg) -> float:
+        return 1.0  # CFG is distilled into the student
+
+    def sampling_timesteps(self, cfg, K: int) -> list[int] | None:
+        return None
 
 
 def get_method(name: str) -> Method:

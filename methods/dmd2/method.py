@@ -23,14 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.common.errors import UserError
+from methods.common.method import MethodBase
 from methods.tdm.objective import student_timesteps
 from methods.tdm.trainer import teacher_x0, update
 
 from . import objective as obj
 from .config import DMD2Config
-
-BACKBONES = ("sd15", "sdxl", "pixart", "gmm")  # image backbones; the video export is TDM's own for now
 
 
 @dataclass
@@ -114,29 +112,18 @@ def fake_score_loss(cfg: DMD2Config, roles, x0, cond, u, eps) -> torch.Tensor:
     return obj.fake_score_loss(roles.fake_score.x0(x_tau, tau, cond), x_tau, eps, alpha, sigma)
 
 
-class DMD2:
+class DMD2(MethodBase):
     name = "dmd2"
     title = "DMD2"
     config_class = DMD2Config
+    backbones = ("sd15", "sdxl", "pixart", "gmm")  # image backbones; the video export is TDM's own for now
     # Its iterations read nothing back from the GPU, and (K, s, turn) fixes their kernels (DMD2Draws.graph_key),
     # so they should replay as TDM's do; False until tests/test_tdm_cuda.py's DMD2 case has passed on a GPU.
     cuda_graphs = False
     solver = "lcm"       # sampled as trained: x0 at each timestep, re-noised with fresh noise
-    trained = ("student", "fake_score")
-    needs_data = False
-    folds_condition = True
-
-    def check(self, config) -> None:
-        if config.backbone not in BACKBONES:
-            raise UserError(f"DMD2 trains the image backbones {', '.join(BACKBONES)}; got backbone={config.backbone}")
-        if config.grad_accumulation != 1:
-            raise UserError("DMD2 has no gradient accumulation yet: set grad_accumulation=1")
 
     def draw(self, config, rng, step: int, K: int, shape: tuple[int, ...]) -> DMD2Draws:
         return draw(config.method, rng, step, K, shape)
-
-    def rollout(self, config, accelerator, execution: str) -> str:
-        return "every_row"
 
     def train_step(self, cfg: DMD2Config, roles, optimisers: dict, noise, cond, uncond, draws: DMD2Draws, K: int,
                    step_cond=None, accelerator=None, options=None, data=None) -> dict:
@@ -148,9 +135,9 @@ class DMD2:
             x0 = roles.student.x0(x_s, t_s, cond)
         if draws.generator_turn:  # the student's loss is logged on its turns only
             loss = generator_loss(cfg, roles, x0, cond, uncond, *draws.generator)
-            losses["student"] = update(optimisers["student"], loss, cfg.grad_clip, accelerator, *_opts(options))
+            losses["student"] = update(optimisers["student"], loss, cfg.grad_clip, accelerator, options)
         loss = fake_score_loss(cfg, roles, x0, cond, *draws.fake)
-        losses["fake_score"] = update(optimisers["fake_score"], loss, cfg.grad_clip_fake, accelerator, *_opts(options))
+        losses["fake_score"] = update(optimisers["fake_score"], loss, cfg.grad_clip_fake, accelerator, options)
         return losses
 
     def export_scheduler(self, scheduler_config: dict):
@@ -158,14 +145,7 @@ class DMD2:
 
         return LCMScheduler.from_config(scheduler_config)
 
-    def sampling_guidance(self, cfg: DMD2Config) -> float:
-        return 1.0  # CFG is distilled into the student
-
     def sampling_timesteps(self, cfg: DMD2Config, K: int) -> list[int]:
         """Always explicit: LCMScheduler's own K-step spacing ([999, 759, 499, 259] at K = 4) is not
         DMD2's [999, 749, 499, 249]."""
         return student_timesteps(K, cfg.num_train_timesteps, cfg.timesteps)
-
-
-def _opts(options) -> tuple:
-    return () if options is None else (options,)

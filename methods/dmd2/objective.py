@@ -8,14 +8,14 @@ from __future__ import annotations
 import torch
 
 from methods.common.schedule import x0_to_eps
+from methods.tdm.objective import dmd_normaliser, score_difference
 
 
 def dmd_gradient(x0: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
     """DMD's generator gradient at the clean sample x0: (x0_fake - x0_real) / mean|x0 - x0_real|, the
-    score difference in x0 units normalised per sample (non-finite entries set to 0, as DMD2 does)."""
-    normaliser = (x0.double() - x0_real.double()).abs().flatten(1).mean(1)
-    grad = (x0_fake.double() - x0_real.double()) / normaliser.view((-1,) + (1,) * (x0.dim() - 1))
-    return torch.nan_to_num(grad).to(x0.dtype).detach()
+    score difference in x0 units over the per-sample normaliser TDM's "kl" loss shares (floored at
+    1e-8 where DMD2 zeroes the non-finite entries a zero normaliser makes)."""
+    return (-score_difference(x0_real, x0_fake) / dmd_normaliser(x0, x0_real)).detach()
 
 
 def distribution_matching_loss(x0: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

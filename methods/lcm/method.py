@@ -26,13 +26,12 @@ import torch
 
 from methods.common.adapters import classifier_free_guidance
 from methods.common.errors import UserError
+from methods.common.method import MethodBase
 from methods.tdm.step_conditioning import STEP_EMBEDDING_DIM
 from methods.tdm.trainer import update
 
 from . import objective as obj
 from .config import LCMConfig
-
-BACKBONES = ("sd15", "sdxl")  # UNets with time_cond_proj_dim whose pipelines embed the guidance scale
 
 
 @dataclass
@@ -88,36 +87,31 @@ def ema_update(target: torch.nn.Module, student: torch.nn.Module, decay: float) 
         t.lerp_(s.detach().to(t.dtype), 1 - decay)
 
 
-class LCM:
+class LCM(MethodBase):
     name = "lcm"
     title = "LCM"
     config_class = LCMConfig
-    cuda_graphs = False  # not yet checked against eager iterations on a GPU
+    backbones = ("sd15", "sdxl")  # UNets with time_cond_proj_dim whose pipelines embed the guidance scale
     solver = "lcm"       # its own LCMScheduler: x0 at each of its timesteps, re-noised
     trained = ("student",)  # the EMA target has no optimiser
     needs_data = True
     folds_condition = False  # the exported UNet keeps its guidance-scale input
+    # sampling_timesteps stays None: LCMScheduler's own K steps ([999, 759, 499, 259] at K = 4) lie on the
+    # 50-step skeleton it learnt.
 
     def check(self, config) -> None:
-        if config.backbone not in BACKBONES:
-            raise UserError(f"LCM trains the UNet backbones {', '.join(BACKBONES)}; got backbone={config.backbone}")
-        if config.grad_accumulation != 1:
-            raise UserError("LCM has no gradient accumulation yet: set grad_accumulation=1")
+        super().check(config)
         if config.lora_rank:
             raise UserError("LCM-LoRA (no EMA target) is not written yet: set lora_rank=0")
 
     def draw(self, config, rng, step: int, K: int, shape: tuple[int, ...]) -> LCMDraws:
         return draw(config.method, rng, step, K, shape)
 
-    def rollout(self, config, accelerator, execution: str) -> str:
-        return "every_row"
-
     def train_step(self, cfg: LCMConfig, roles, optimisers: dict, noise, cond, uncond, draws: LCMDraws, K: int,
                    step_cond=None, accelerator=None, options=None, data=None) -> dict:
         prediction, target = consistency_pair(cfg, roles, data, noise, cond, uncond, draws)
         loss = obj.consistency_loss(prediction, target, cfg.loss, cfg.huber_c)
-        losses = {"student": update(optimisers["student"], loss, cfg.grad_clip, accelerator,
-                                    *(() if options is None else (options,)))}
+        losses = {"student": update(optimisers["student"], loss, cfg.grad_clip, accelerator, options)}
         ema_update(roles.fake_score.core, roles.student.core, cfg.ema_decay)  # unwrapped from DDP
         return losses
 
@@ -128,7 +122,3 @@ class LCM:
 
     def sampling_guidance(self, cfg: LCMConfig) -> float:
         return cfg.sample_guidance
-
-    def sampling_timesteps(self, cfg: LCMConfig, K: int) -> None:
-        """None: LCMScheduler's own K steps ([999, 759, 499, 259] at K = 4) lie on the skeleton it learnt."""
-        return None

@@ -2,23 +2,21 @@
 iteration (trainer.py), its draws (randomness.py) and its export's scheduler."""
 from __future__ import annotations
 
+from methods.common.method import MethodBase
+
 from .config import TDMConfig
 from .randomness import draw_iteration
-from .trainer import train_step
+from .trainer import StepOptions, train_step
 
 
-class TDM:
+class TDM(MethodBase):
     name = "tdm"
     title = "TDM"
     config_class = TDMConfig
     cuda_graphs = True
     solver = "dpmpp"  # the paper's test solver for its TDM numbers (Table 6)
-    trained = ("student", "fake_score")
-    needs_data = False
+    accumulates = True  # every backbone and option of TrainConfig runs TDM
     folds_condition = True  # TDM-unify's K: one plain UNet per K
-
-    def check(self, config) -> None:
-        pass  # every backbone and option of TrainConfig runs TDM
 
     def draw(self, config, rng, step: int, K: int, shape: tuple[int, ...]):
         method = config.method
@@ -51,7 +49,7 @@ class TDM:
     def train_step(self, cfg, roles, optimisers, noise, cond, uncond, draws, K, step_cond=None, accelerator=None,
                    options=None, data=None) -> dict:
         return train_step(cfg, roles, optimisers, noise, cond, uncond, draws, K, step_cond, accelerator,
-                          *(() if options is None else (options,)))
+                          options or StepOptions())
 
     def export_scheduler(self, scheduler_config: dict):
         """DPM-Solver++ (2nd order) with trailing spacing: K steps on b_k = kT/K - 1, or on explicit
@@ -60,9 +58,6 @@ class TDM:
 
         return DPMSolverMultistepScheduler.from_config(scheduler_config, algorithm_type="dpmsolver++", solver_order=2,
                                                        timestep_spacing="trailing")
-
-    def sampling_guidance(self, cfg: TDMConfig) -> float:
-        return 1.0  # CFG is distilled into the student
 
     def sampling_timesteps(self, cfg: TDMConfig, K: int) -> list[int] | None:
         """The explicit timesteps a K-step student samples on (TDMConfig.timesteps); None: the scheduler's

@@ -193,13 +193,14 @@ def _rows(value, part: slice):
 
 
 def update(optimiser, loss: torch.Tensor, grad_clip: float, accelerator=None,
-            options: StepOptions = StepOptions()) -> torch.Tensor:
+            options: StepOptions | None = None) -> torch.Tensor:
     """One clipped AdamW step on one role's loss (through accelerate when it is there: DDP, scaling).
 
     Returns the detached loss of this process's rows; no `.item()`, which would wait for the GPU
     every iteration. Under DDP the gradient is averaged over processes before clipping, so the
     clip sees the global batch's gradient norm, as one process would.
     """
+    options = options or StepOptions()
     _zero(optimiser, options)
     _backward(loss, accelerator)
     return _step(optimiser, loss.detach(), grad_clip, accelerator, options)
