@@ -54,7 +54,7 @@ def student_folder(run_dir: str | Path, steps: int) -> Path:
 
 
 class StudentSampler(TeacherSampler):
-    """An exported student folder with `steps` steps, no CFG: DDIM or DPM-Solver++ for TDM, "lcm" for DMD2."""
+    """An exported student folder with `steps` steps, no CFG: DDIM or DPM-Solver++ for TDM, "lcm" for DMD2 and LCM."""
 
     def __init__(self, spec: SamplerSpec, device: str = "cpu", batch_size: int = 64, pipe=None):
         self.card = read_card(spec.checkpoint, spec.scheduler)
@@ -115,8 +115,8 @@ def read_card(folder: str | Path, solver: str) -> dict:
 def explicit_timesteps(card: dict, steps: int, solver: str = "dpmpp") -> list[int] | None:
     """The timesteps to pass `pipe(..., timesteps=...)` at `steps` steps: those a TDM student was trained on
     (TDMConfig.timesteps) at its own step count, else None (the trailing spacing b_k = kT/K - 1; also for
-    cards from before the setting). LCM always takes a list: the card's at its own step count (DMD2's
-    trained timesteps), else the trailing ones."""
+    cards from before the setting). "lcm" always takes a list: the card's at its own step count (DMD2's
+    trained timesteps; LCM's scheduler's own), else the trailing ones."""
     if solver == "lcm":
         return list(card["timesteps"]) if card["steps"] == steps else trailing_timesteps(steps)
     listed = list(card["config"]["method"].get("timesteps") or ())

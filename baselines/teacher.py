@@ -9,12 +9,12 @@ from methods.common.pipeline_io import load_sd_pipeline
 from .base import SamplerSpec, describe_spec, sample_in_batches
 
 SOLVERS = ("ddim", "dpmpp")              # the teacher's (and a TDM student's) ODE solvers
-STUDENT_SOLVERS = (*SOLVERS, "lcm")       # "lcm": x0 at each timestep, re-noised with fresh noise (a DMD2 student)
+STUDENT_SOLVERS = (*SOLVERS, "lcm")       # "lcm": x0 at each timestep, re-noised (DMD2 and LCM students)
 
 
 def solver_scheduler(solver: str, config):
     """DDIM or DPM-Solver++(2M) on a pipeline's scheduler config, "trailing" timesteps; or LCMScheduler
-    ("lcm", stepped on explicit timesteps: its own K-step spacing is not the trailing one).
+    ("lcm"; a student sampler passes it the timesteps its card gives).
 
     "trailing" starts the first step at t = 999 as few-step samplers should; SD-1.5's own
     "leading" spacing would start a 1-step sample at t = 1, from almost pure noise.
